@@ -1,0 +1,322 @@
+"""The envelope: one delivery of a job, from claim to outcome (DESIGN §3).
+
+Common path, two state-store round trips: ``job_begin`` (deadline, staleness, done/busy check,
+delivery count, claim) before the body and ``job_end`` (done + result) after it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import socket
+import traceback
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import redis
+from celery.exceptions import Ignore, Reject
+from celery.exceptions import Retry as CeleryRetry
+
+from .dlq import DeadLetter
+from .enqueue import current_trace
+from .errors import StalwartError
+from .job import HEADER, JobContext, Meta, Outcome, now_ms
+from .permits import Decision, PermitPolicy
+from .redis.scripts import load_script
+from .retry import classify
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+    from .task import StalwartTask
+
+log = logging.getLogger("stalwart.envelope")
+HOSTNAME = socket.gethostname()
+
+
+class DeadLettered(StalwartError):
+    """The job was dead-lettered before or instead of running its body."""
+
+
+def owner_prefix(pid: int | None = None) -> str:
+    """Lease owners start with host:pid, so the main process can free a dead child's claims."""
+    return f"{HOSTNAME}:{os.getpid() if pid is None else pid}:"
+
+
+def job_key_for(meta: Meta, task_id: str) -> str:
+    return f"k:{meta.key}" if meta.key else f"t:{task_id}"
+
+
+def run(task: StalwartTask, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Run one delivery of ``task`` inside the envelope."""
+    req = task.request
+    meta = Meta.from_header(getattr(req, HEADER, None))
+    if meta.first_seen is None:
+        meta.first_seen = meta.sent
+    if meta.deadline is None and task.max_age is not None:
+        meta.deadline = meta.sent + int(task.max_age * 1000)
+    ctx = JobContext(
+        task_name=task.name,
+        task_id=req.id,
+        queue=(req.delivery_info or {}).get("routing_key") or task.app.conf.task_default_queue,
+        args=tuple(args),
+        kwargs=dict(kwargs),
+        meta=meta,
+        attempt=(req.retries or 0) + 1,
+        hostname=req.hostname or HOSTNAME,
+        job_key=job_key_for(meta, req.id),
+    )
+    token = current_trace.set(meta.trace)
+    try:
+        return Delivery(task, task.app.stalwart, ctx).run()
+    finally:
+        current_trace.reset(token)
+
+
+class Delivery:
+    """The steps of one delivery; each outcome method ends by returning or raising to Celery."""
+
+    def __init__(self, task: StalwartTask, runtime: Runtime, ctx: JobContext) -> None:
+        self.task = task
+        self.runtime = runtime
+        self.ctx = ctx
+        self.owner = f"{owner_prefix()}{ctx.meta.msg}"
+        self.claimed = False
+        self.granted: list[tuple[PermitPolicy, Decision]] = []
+
+    @property
+    def job_hash(self) -> str:
+        return self.runtime.keys.job(self.ctx.job_key)
+
+    def _ttl_ms(self) -> int:
+        s = self.runtime.settings
+        return int((s.idempotency_ttl_seconds if self.ctx.meta.key else s.done_ttl_seconds) * 1000)
+
+    def run(self) -> Any:
+        try:
+            self.task.bind_arguments(self.ctx.args, self.ctx.kwargs)
+        except TypeError as exc:
+            return self.dead("bad_arguments", exc, ran=False)
+        state = self.runtime.switches.state(self.ctx.task_name) if self.runtime.switches else None
+        if state == "disabled":
+            return self.dead("disabled", DeadLettered(f"task {self.ctx.task_name} is disabled"), ran=False)
+        if state == "paused":
+            return self.defer(1.0 + random.random() * 0.2, "paused")
+        code, value = self.begin()
+        if code != "run":
+            return self.not_run(code, value)
+        self.claimed = True
+        self.runtime.hooks.call("before_job", self.ctx)
+        denied = self.acquire_permits()
+        if denied is not None:
+            return self.on_denied(denied)
+        return self.execute()
+
+    # -- before the body -------------------------------------------------------------------
+
+    def begin(self) -> tuple[str, str]:
+        s = self.runtime.settings
+        try:
+            code, value, now = load_script("job_begin")(
+                self.runtime.redis,
+                [self.job_hash],
+                [
+                    self.owner, int(s.lease_seconds * 1000), self.task.max_deliveries,
+                    self.ctx.meta.deadline or 0, self.ctx.meta.gen, self._ttl_ms(),
+                ],
+            )
+        except redis.RedisError as exc:
+            log.error("state store unreachable for %s[%s], requeueing: %s",
+                      self.ctx.task_name, self.ctx.task_id, exc)
+            raise Reject(f"state store unreachable: {exc}", requeue=True) from exc
+        self.ctx.server_now_ms = int(now)
+        code = code.decode() if isinstance(code, bytes) else code
+        value = value.decode() if isinstance(value, bytes) else str(value)
+        if code in ("run", "poison", "expired"):
+            self.ctx.deliveries = int(value)
+        return code, value
+
+    def not_run(self, code: str, value: str) -> Any:
+        if code == "done":
+            self.runtime.hooks.call("after_job", self.ctx, Outcome("skipped", reason="done"))
+            return json.loads(value)["v"] if value else None
+        if code in ("dead", "stale"):
+            log.info("dropping %s copy of %s[%s]", code, self.ctx.task_name, self.ctx.task_id)
+            self.runtime.hooks.call("after_job", self.ctx, Outcome("skipped", reason=code))
+            raise Ignore()
+        if code == "busy":
+            return self.defer(int(value) / 1000 + random.random() * 0.1, "busy")
+        if code == "poison":
+            exc = DeadLettered(
+                f"poison: delivered {value} times without finishing "
+                f"(max_deliveries={self.task.max_deliveries})"
+            )
+            return self.dead("poison", exc, ran=False)
+        exc = DeadLettered(f"expired: deadline passed before attempt {self.ctx.attempt} started")
+        return self.dead("expired", exc, ran=False)
+
+    def acquire_permits(self) -> Decision | None:
+        for policy in self.task.permits:
+            decision = policy.acquire(self.runtime, self.ctx)
+            if not decision.granted:
+                return decision
+            self.granted.append((policy, decision))
+        return None
+
+    def release_permits(self, outcome: Outcome) -> None:
+        for policy, decision in reversed(self.granted):
+            try:
+                policy.release(self.runtime, self.ctx, decision, outcome)
+            except Exception:
+                log.exception("releasing %s for %s[%s] failed", policy.name, self.ctx.task_name, self.ctx.task_id)
+        self.granted.clear()
+
+    def on_denied(self, decision: Decision) -> Any:
+        self.release_permits(Outcome("deferred", reason=decision.reason))
+        if decision.fallback and self.task.fallback is not None:
+            log.info("%s[%s]: %s, running fallback", self.ctx.task_name, self.ctx.task_id, decision.reason)
+            result = self.task.fallback(*self.ctx.args, **self.ctx.kwargs)
+            return self.succeed(result)
+        remaining = self.ctx.remaining()
+        jitter = random.random() * min(0.05, decision.retry_after * 0.1 + 0.01)
+        if remaining is not None and decision.retry_after >= remaining:
+            exc = DeadLettered(f"expired: deferred by {decision.reason} past the deadline")
+            return self.dead("expired", exc, ran=False)
+        return self.defer(decision.retry_after + jitter, decision.reason)
+
+    # -- the body --------------------------------------------------------------------------
+
+    def execute(self) -> Any:
+        try:
+            with self.runtime.leases.hold(self.ctx.job_key, self.owner):
+                result = self.task.run(*self.ctx.args, **self.ctx.kwargs)
+        except (Ignore, Reject):
+            self.release_permits(Outcome("skipped", self.ctx.elapsed()))
+            raise
+        except BaseException as exc:
+            if not isinstance(exc, Exception) and type(exc).__name__ != "SoftTimeLimitExceeded":
+                raise  # SystemExit/KeyboardInterrupt: let the worker handle its own shutdown
+            return self.fail(exc)
+        return self.succeed(result)
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    def succeed(self, result: Any) -> Any:
+        outcome = Outcome("succeeded", self.ctx.elapsed())
+        self.release_permits(outcome)
+        self.end("done", self.encode_result(result))
+        self.runtime.hooks.call("after_job", self.ctx, outcome)
+        return result
+
+    def encode_result(self, result: Any) -> str:
+        try:
+            text = json.dumps({"v": result}, separators=(",", ":"))
+        except (TypeError, ValueError):
+            return json.dumps({"v": None, "unstored": "not JSON-serialisable"})
+        if len(text) > self.task.result_max_bytes:
+            return json.dumps({"v": None, "unstored": f"larger than {self.task.result_max_bytes} bytes"})
+        return text
+
+    def fail(self, exc: BaseException) -> Any:
+        verdict = classify(
+            exc, self.task.retry_policy, self.task.permanent_for, self.ctx.attempt, self.ctx.remaining()
+        )
+        self.ctx.meta.history.append(self.attempt_record(exc))
+        if verdict.action == "retry":
+            outcome = Outcome("retried", self.ctx.elapsed(), exc, delay=verdict.delay)
+            self.release_permits(outcome)
+            self.publish_successor(verdict.delay, retries=1)
+            self.runtime.hooks.call("on_retry", self.ctx, exc, verdict.delay)
+            self.runtime.hooks.call("after_job", self.ctx, outcome)
+            log.info("%s[%s] attempt %d failed (%s: %s), retrying in %.2fs",
+                     self.ctx.task_name, self.ctx.task_id, self.ctx.attempt,
+                     type(exc).__name__, exc, verdict.delay)
+            raise CeleryRetry(exc=exc, when=verdict.delay)
+        return self.dead(verdict.reason, exc, ran=True)
+
+    def attempt_record(self, exc: BaseException) -> dict[str, Any]:
+        return {
+            "attempt": self.ctx.attempt,
+            "at": now_ms(),
+            "host": self.ctx.hostname,
+            "duration": round(self.ctx.elapsed(), 4),
+            "exc_type": type(exc).__name__,
+            "exc_message": str(exc)[:1000],
+        }
+
+    def dead(self, reason: str, exc: BaseException, *, ran: bool) -> NoReturn:
+        """Dead-letter the job, then fail it in Celery so Flower and the logs show it."""
+        if not ran:
+            self.ctx.meta.history.append(self.attempt_record(exc))
+        outcome = Outcome("dead", self.ctx.elapsed(), exc, reason=reason)
+        self.release_permits(outcome)
+        entry = self.dead_letter(reason, exc)
+        self.ctx.dlq_entry_id = entry.id
+        if reason != "bad_arguments":
+            self.end("dead", "")
+        self.runtime.hooks.call("on_dead_letter", entry, exc)
+        self.runtime.hooks.call("after_job", self.ctx, outcome)
+        log.error("%s[%s] dead-lettered (%s) as %s: %s: %s", self.ctx.task_name, self.ctx.task_id,
+                  reason, entry.id, type(exc).__name__, exc)
+        if isinstance(exc, DeadLettered):
+            raise DeadLettered(f"{exc} (dead-letter entry {entry.id})")
+        raise exc
+
+    def dead_letter(self, reason: str, exc: BaseException) -> DeadLetter:
+        meta = self.ctx.meta
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        entry = DeadLetter(
+            id=meta.msg,
+            reason=reason,
+            task=self.ctx.task_name,
+            task_id=self.ctx.task_id,
+            queue=self.ctx.queue,
+            args=list(self.ctx.args),
+            kwargs=self.ctx.kwargs,
+            headers=meta.to_header(),
+            exc_type=type(exc).__name__,
+            exc_message=str(exc)[:4000],
+            traceback=tb[-16000:],
+            attempts=list(meta.history),
+            first_seen=meta.first_seen,
+            hostname=self.ctx.hostname,
+        )
+        try:
+            self.runtime.dlq.add(entry)
+        except redis.RedisError as err:
+            log.error("could not write dead-letter entry for %s[%s], requeueing: %s",
+                      self.ctx.task_name, self.ctx.task_id, err)
+            raise Reject(f"DLQ unreachable: {err}", requeue=True) from err
+        return entry
+
+    def defer(self, delay: float, reason: str) -> NoReturn:
+        """Send the job back through the delayed set: not a failure, no attempt used."""
+        self.publish_successor(delay, retries=0)
+        self.runtime.hooks.call("on_defer", self.ctx, reason, delay)
+        self.runtime.hooks.call("after_job", self.ctx, Outcome("deferred", self.ctx.elapsed(), reason=reason, delay=delay))
+        log.debug("%s[%s] deferred %.3fs (%s)", self.ctx.task_name, self.ctx.task_id, delay, reason)
+        raise Ignore()
+
+    def publish_successor(self, delay: float, retries: int) -> None:
+        """Publish the next message of this job, then record it: a crash between loses nothing."""
+        next_gen = self.ctx.meta.gen + 1 if self.claimed else self.ctx.meta.gen
+        meta = self.ctx.meta.successor(gen=next_gen)
+        req = self.task.request
+        sig = self.task.signature_from_request(
+            req, list(self.ctx.args), self.ctx.kwargs,
+            countdown=max(delay, 0.001), retries=(req.retries or 0) + retries,
+            headers={HEADER: meta.to_header()}, stalwart_successor=True,
+        )
+        sig.apply_async()
+        if self.claimed:
+            self.end("waiting", "", next_gen)
+
+    def end(self, outcome: str, result: str, next_gen: int = 0) -> None:
+        try:
+            load_script("job_end")(
+                self.runtime.redis, [self.job_hash],
+                [self.owner, outcome, result, self._ttl_ms(), next_gen],
+            )
+        except redis.RedisError as exc:
+            # The job's effect already happened; the claim's lease expires on its own.
+            log.error("could not record %s for %s[%s]: %s", outcome, self.ctx.task_name, self.ctx.task_id, exc)

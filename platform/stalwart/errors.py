@@ -1,0 +1,37 @@
+"""One error tree for the whole platform, plus the signals a task author raises."""
+
+from __future__ import annotations
+
+
+class StalwartError(Exception):
+    """Base class of every error Stalwart raises."""
+
+
+class ConfigurationError(StalwartError, ValueError):
+    """A setting, task option or policy value is invalid."""
+
+
+class StateStoreError(StalwartError):
+    """The Redis state store failed or could not be reached."""
+
+
+class DLQError(StalwartError):
+    """A dead-letter queue operation could not be carried out."""
+
+
+class EntryNotFound(DLQError, KeyError):
+    """No dead-letter entry has the given id."""
+
+
+class Permanent(Exception):  # noqa: N818 - named for what the task author means
+    """Raise from a task body: this job can never succeed, dead-letter it now."""
+
+
+class RetryAfter(Exception):  # noqa: N818 - named for what the task author means
+    """Raise from a task body: a transient failure, try again after ``seconds``."""
+
+    def __init__(self, seconds: float, message: str = "") -> None:
+        if seconds < 0:
+            raise ConfigurationError(f"RetryAfter seconds must be >= 0, got {seconds!r}")
+        self.seconds = float(seconds)
+        super().__init__(message or f"retry after {self.seconds:g}s")

@@ -1,0 +1,44 @@
+"""Key naming: one prefix, and a hash tag per entity so every script runs on Redis Cluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Builds every Redis key Stalwart uses from one configurable prefix."""
+
+    prefix: str = "stalwart"
+
+    def job(self, job_key: str) -> str:
+        """The state hash of one job: claim, lease, deliveries, generation, result."""
+        return f"{self.prefix}:{{job:{job_key}}}"
+
+    def idem(self, key: str) -> str:
+        """The enqueue record of an idempotency key (task id it was given)."""
+        return f"{self.prefix}:{{job:k:{key}}}:enqueued"
+
+    def delayed(self, queue: str) -> str:
+        """The delayed set of one queue, on the broker Redis."""
+        return f"{self.prefix}:{{delayed:{queue}}}"
+
+    def dlq(self, part: str) -> str:
+        """One of the DLQ's keys (entries, index, stats); all share one slot."""
+        return f"{self.prefix}:{{dlq}}:{part}"
+
+    def breaker(self, name: str, part: str) -> str:
+        return f"{self.prefix}:{{breaker:{name}}}:{part}"
+
+    def limit(self, name: str, part: str) -> str:
+        return f"{self.prefix}:{{limit:{name}}}:{part}"
+
+    def switches(self) -> str:
+        return f"{self.prefix}:{{switches}}"
+
+    def workers(self) -> str:
+        return f"{self.prefix}:{{workers}}"
+
+    def registry(self, kind: str) -> str:
+        """A set of the names of every breaker or limit that has been used."""
+        return f"{self.prefix}:{{registry}}:{kind}"

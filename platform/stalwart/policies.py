@@ -1,0 +1,92 @@
+"""Task policies: small frozen objects, validated when the task is declared."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ConfigurationError
+
+ExceptionTypes = tuple[type[BaseException], ...]
+
+
+def _exception_types(name: str, value: object) -> ExceptionTypes:
+    if isinstance(value, type) and issubclass(value, BaseException):
+        return (value,)
+    if isinstance(value, (tuple, list)) and all(
+        isinstance(v, type) and issubclass(v, BaseException) for v in value
+    ):
+        return tuple(value)
+    raise ConfigurationError(f"{name} must be an exception class or a tuple of them, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Retry transient failures with capped exponential backoff and full jitter.
+
+    ``max_attempts`` counts every run including the first (Celery's ``max_retries`` + 1);
+    ``None`` means unlimited, still bounded by the job's deadline. With ``jitter`` the delay
+    before attempt n+1 is uniform in [0, min(backoff_max, backoff * 2**(n-1))]: plain
+    exponential backoff makes every worker that failed together retry together.
+    """
+
+    max_attempts: int | None = 4
+    backoff: float = 1.0
+    backoff_max: float = 600.0
+    jitter: bool = True
+    on: ExceptionTypes = (Exception,)
+    exclude: ExceptionTypes = ()
+    exponential: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_attempts is not None and (
+            not isinstance(self.max_attempts, int) or self.max_attempts < 1
+        ):
+            raise ConfigurationError(f"Retry.max_attempts must be an int >= 1 or None, got {self.max_attempts!r}")
+        if not isinstance(self.backoff, (int, float)) or self.backoff < 0:
+            raise ConfigurationError(f"Retry.backoff must be a number >= 0, got {self.backoff!r}")
+        if not isinstance(self.backoff_max, (int, float)) or self.backoff_max < self.backoff:
+            raise ConfigurationError(
+                f"Retry.backoff_max must be a number >= backoff ({self.backoff}), got {self.backoff_max!r}"
+            )
+        object.__setattr__(self, "on", _exception_types("Retry.on", self.on))
+        object.__setattr__(self, "exclude", _exception_types("Retry.exclude", self.exclude) if self.exclude else ())
+
+    def retries(self, exc: BaseException) -> bool:
+        """Whether this exception type is one to retry at all."""
+        return isinstance(exc, self.on) and not isinstance(exc, self.exclude)
+
+    def ceiling(self, attempt: int) -> float:
+        """The largest delay after failed attempt ``attempt`` (1-based)."""
+        if not self.exponential:
+            return float(self.backoff)
+        return float(min(self.backoff_max, self.backoff * (2 ** max(0, attempt - 1))))
+
+
+def retry_from_celery_options(options: dict[str, object]) -> Retry:
+    """Build the Retry policy from Celery's own option names, popping them from ``options``."""
+    max_retries = options.pop("max_retries", 3)
+    backoff = options.pop("retry_backoff", True)
+    backoff_max = options.pop("retry_backoff_max", 600)
+    jitter = options.pop("retry_jitter", True)
+    on = options.pop("autoretry_for", None)
+    exclude = options.pop("dont_autoretry_for", ())
+    default_delay = options.pop("default_retry_delay", 1.0)
+    if max_retries is not None and (not isinstance(max_retries, int) or max_retries < 0):
+        raise ConfigurationError(f"max_retries must be an int >= 0 or None, got {max_retries!r}")
+    if backoff is False:
+        base, exponential = default_delay, False
+    elif backoff is True:
+        base, exponential = default_delay, True
+    else:
+        base, exponential = backoff, True
+    if not isinstance(base, (int, float)) or not isinstance(backoff_max, (int, float)):
+        raise ConfigurationError("retry_backoff, retry_backoff_max and default_retry_delay must be numbers")
+    return Retry(
+        max_attempts=None if max_retries is None else max_retries + 1,
+        backoff=float(base),
+        backoff_max=float(max(backoff_max, base)),
+        jitter=bool(jitter),
+        on=_exception_types("autoretry_for", on) if on else (Exception,),
+        exclude=_exception_types("dont_autoretry_for", exclude) if exclude else (),
+        exponential=exponential,
+    )

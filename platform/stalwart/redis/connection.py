@@ -1,0 +1,26 @@
+"""Redis clients with short timeouts, so a dead Redis is noticed, not waited on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+
+def client_from_url(url: str, timeout: float = 2.0, **options: Any) -> redis.Redis:
+    """A client for ``url`` whose calls fail after ``timeout`` seconds instead of hanging."""
+    options.setdefault("socket_timeout", timeout)
+    options.setdefault("socket_connect_timeout", timeout)
+    options.setdefault("health_check_interval", 30)
+    return redis.Redis.from_url(url, **options)
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced, safe to log."""
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1) if "://" in url else ("", url)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0] if ":" in creds else ""
+    shown = f"{user}:***" if user else "***"
+    return f"{scheme}://{shown}@{host}" if scheme else f"{shown}@{host}"

@@ -1,0 +1,53 @@
+"""The worker-side request: frees a dead child's claim and reports the loss (main process)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from billiard.einfo import ExceptionWithTraceback
+from billiard.exceptions import WorkerLostError
+from celery.worker.request import Request as CeleryRequest
+
+from .envelope import job_key_for, owner_prefix
+from .job import HEADER, Meta
+from .redis.scripts import load_script
+
+log = logging.getLogger("stalwart.request")
+
+
+class Request(CeleryRequest):  # type: ignore[misc]
+    """Celery's request, plus what Stalwart does when the child running it dies."""
+
+    _stalwart_lost = False
+
+    def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> Any:
+        exc = exc_info.exception
+        if isinstance(exc, ExceptionWithTraceback):
+            exc = exc.exc
+        if isinstance(exc, (WorkerLostError, SystemExit)):
+            self.stalwart_lost(f"worker lost: {exc}")
+        return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+    def on_timeout(self, soft: bool, timeout: float) -> Any:
+        if not soft:
+            self.stalwart_lost(f"hard time limit ({timeout}s) exceeded")
+        return super().on_timeout(soft, timeout)
+
+    def stalwart_lost(self, reason: str) -> None:
+        """Free the dead child's claim so the requeued copy runs now, and tell the hooks."""
+        if self._stalwart_lost:
+            return
+        self._stalwart_lost = True
+        headers = dict(self._request_dict)
+        runtime = self._app.stalwart
+        key = runtime.keys.job(job_key_for(Meta.from_header(headers.get(HEADER)), self.id))
+        if self.worker_pid:
+            try:
+                load_script("job_crashed")(runtime.redis, [key], [owner_prefix(self.worker_pid)])
+            except redis.RedisError as exc:
+                log.warning("could not free the claim of %s[%s]: %s", self.task_name, self.id, exc)
+        log.error("%s[%s]: %s; the job is requeued and its delivery counted",
+                  self.task_name, self.id, reason)
+        runtime.hooks.call("on_worker_lost", self.task_name, self.id, reason, headers)

@@ -1,0 +1,84 @@
+"""Platform settings read once from the environment, validated, and frozen."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be >= {minimum:g}, got {raw!r}")
+    return value
+
+
+def _redis_url(name: str, url: str) -> str:
+    scheme = urlsplit(url).scheme
+    if scheme not in {"redis", "rediss", "unix"}:
+        raise ConfigurationError(
+            f"{name} must be a redis://, rediss:// or unix:// URL, got scheme {scheme!r}"
+        )
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker or the CLI needs to know about its deployment."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    broker_url: str = DEFAULT_REDIS_URL
+    prefix: str = "stalwart"
+    # How long a dead worker's jobs wait before another worker gets them (seconds).
+    recovery_seconds: float = 20.0
+    # Idempotency lease on a running job; renewed while the body runs.
+    lease_seconds: float = 15.0
+    # How long the `done` state of a job without a declared key is kept (duplicate window).
+    done_ttl_seconds: float = 3600.0
+    # How long the `done` state and result of a job with an idempotency key is kept.
+    idempotency_ttl_seconds: float = 86400.0
+    dlq_max_entries: int = 100_000
+    dlq_max_age_seconds: float = 30 * 86400.0
+    redis_timeout_seconds: float = 2.0
+    mover_interval_seconds: float = 0.1
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read ``STALWART_*`` and ``CELERY_BROKER_URL`` from the environment."""
+        env = os.environ if env is None else env
+        redis_url = _redis_url("STALWART_REDIS_URL", env.get("STALWART_REDIS_URL") or DEFAULT_REDIS_URL)
+        broker_url = _redis_url("CELERY_BROKER_URL", env.get("CELERY_BROKER_URL") or redis_url)
+        prefix = env.get("STALWART_PREFIX", "stalwart")
+        if not prefix or any(c in prefix for c in "{} "):
+            raise ConfigurationError(f"STALWART_PREFIX must be non-empty without braces or spaces, got {prefix!r}")
+        return cls(
+            redis_url=redis_url,
+            broker_url=broker_url,
+            prefix=prefix,
+            recovery_seconds=_number(env, "STALWART_RECOVERY_SECONDS", cls.recovery_seconds, 2.0),
+            lease_seconds=_number(env, "STALWART_LEASE_SECONDS", cls.lease_seconds, 1.0),
+            done_ttl_seconds=_number(env, "STALWART_DONE_TTL", cls.done_ttl_seconds, 1.0),
+            idempotency_ttl_seconds=_number(
+                env, "STALWART_IDEMPOTENCY_TTL", cls.idempotency_ttl_seconds, 1.0
+            ),
+            dlq_max_entries=int(_number(env, "STALWART_DLQ_MAX_ENTRIES", cls.dlq_max_entries, 1)),
+            dlq_max_age_seconds=_number(env, "STALWART_DLQ_MAX_AGE", cls.dlq_max_age_seconds, 1.0),
+            redis_timeout_seconds=_number(
+                env, "STALWART_REDIS_TIMEOUT", cls.redis_timeout_seconds, 0.05
+            ),
+            mover_interval_seconds=_number(
+                env, "STALWART_MOVER_INTERVAL", cls.mover_interval_seconds, 0.01
+            ),
+        )

@@ -1,0 +1,127 @@
+"""kombu's Redis transport with two changes: delayed publishing and a malformed-message guard.
+
+* A message published with the ``stalwart_delay_ms`` header goes to its queue's delayed set
+  (a sorted set on the broker Redis, scored by due time on the Redis clock) instead of the
+  queue list. Movers in every worker push it to the list when due (:mod:`stalwart.delayed`).
+  Nothing waits unacked in a worker, so the visibility timeout can be short.
+* A list item that is not a kombu JSON envelope would raise in kombu's reader and kill the
+  worker. Instead it is wrapped in a valid envelope with the content type
+  ``application/x-stalwart-malformed``, so the consumer dead-letters it like any bad message.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+from kombu.utils.encoding import bytes_to_str
+
+from .job import DELAY_HEADER
+from .keys import Keys
+from .redis.scripts import load_script
+
+MALFORMED_CONTENT_TYPE = "application/x-stalwart-malformed"
+MALFORMED_HEADER = "stalwart_malformed"
+_ENVELOPE_FIELDS = ("body", "properties", "headers", "content-type")
+
+
+def decode_envelope(item: bytes | str, queue: str) -> dict[str, Any]:
+    """The kombu envelope in ``item``, or a quarantine envelope that carries it as raw bytes."""
+    raw = item if isinstance(item, bytes) else item.encode("utf-8", "surrogateescape")
+    try:
+        message = json.loads(bytes_to_str(raw))
+        problem = _envelope_problem(message)
+    except (ValueError, UnicodeDecodeError) as exc:
+        problem = f"not a JSON envelope: {exc}"
+    if problem is None:
+        return message  # type: ignore[no-any-return]
+    return {
+        "body": base64.b64encode(raw).decode(),
+        "content-encoding": "binary",
+        "content-type": MALFORMED_CONTENT_TYPE,
+        "headers": {MALFORMED_HEADER: problem[:500]},
+        "properties": {
+            "body_encoding": "base64",
+            "delivery_tag": uuid.uuid4().hex,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": 0,
+        },
+    }
+
+
+def _envelope_problem(message: object) -> str | None:
+    if not isinstance(message, dict):
+        return f"envelope is a JSON {type(message).__name__}, not an object"
+    missing = [f for f in _ENVELOPE_FIELDS if f not in message]
+    if missing:
+        return f"envelope lacks {', '.join(missing)}"
+    props = message["properties"]
+    if not isinstance(props, dict) or "delivery_tag" not in props:
+        return "envelope properties lack a delivery_tag"
+    if message["headers"] is not None and not isinstance(message["headers"], dict):
+        return "envelope headers are not an object"
+    return None
+
+
+class Channel(kombu_redis.Channel):  # type: ignore[misc]
+    """A kombu Redis channel with delayed publishing and the malformed-message guard."""
+
+    @property
+    def _stalwart_keys(self) -> Keys:
+        prefix = self.connection.client.transport_options.get("stalwart_prefix", "stalwart")
+        return Keys(prefix)
+
+    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        headers = message.get("headers") or {}
+        delay = headers.pop(DELAY_HEADER, None)
+        if not delay or int(delay) <= 0:
+            super()._put(queue, message, **kwargs)
+            return
+        kwargs.pop("_publish_batch", None)
+        list_key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
+        keys = self._stalwart_keys
+        with self.conn_or_acquire() as client:
+            load_script("delayed_schedule")(
+                client,
+                [keys.delayed(list_key), keys.registry("delayed")],
+                [int(delay), json.dumps(message), list_key],
+            )
+
+    def _brpop_read(self, **options: Any) -> bool:
+        try:
+            try:
+                dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                raise
+            if not dest__item:
+                raise kombu_redis.Empty()
+            dest, item = dest__item
+            dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(dest)
+            self.connection._deliver(decode_envelope(item, dest), dest)
+            return True
+        finally:
+            self._in_poll = None
+            flush = getattr(self, "_flush_brpop_reauth", None)
+            if flush is not None:
+                flush()
+
+    def _get(self, queue: str) -> dict[str, Any]:
+        with self.conn_or_acquire() as client:
+            for pri in self.priority_steps:
+                item = client.rpop(self._q_for_pri(queue, pri))
+                if item:
+                    self._maybe_update_queues_expire(client, queue)
+                    return decode_envelope(item, queue)
+            self._maybe_update_queues_expire(client, queue)
+            raise kombu_redis.Empty()
+
+
+class Transport(kombu_redis.Transport):  # type: ignore[misc]
+    """Use with Celery's ``broker_transport = "stalwart.transport:Transport"``."""
+
+    Channel = Channel

@@ -1,0 +1,1 @@
+"""The task catalogue, grouped by domain; each task declares its policies."""

@@ -1,0 +1,1 @@
+"""The deployable worker: ``celery -A workers.app worker``."""
