@@ -1,0 +1,48 @@
+"""Entry point of the ``stalwart`` command. Each subcommand lives in its own module.
+
+A subcommand module exposes ``register(subparsers)``, which adds its parser and sets
+``func(args) -> int`` as the parser default. Errors from Stalwart become one clear line on
+stderr and exit status 2; an unreachable Redis is named with its (redacted) URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+import redis
+
+from ..errors import StalwartError
+
+COMMANDS = ["dlq"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stalwart", description="Operate a Stalwart deployment.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"stalwart.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except StalwartError as exc:
+        print(f"stalwart: {exc}", file=sys.stderr)
+        return 2
+    except redis.ConnectionError as exc:
+        from ..redis.connection import redact  # noqa: PLC0415
+        from ..settings import Settings  # noqa: PLC0415
+
+        url = redact(Settings.from_env().redis_url)
+        print(f"stalwart: cannot reach Redis at {url}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
