@@ -21,7 +21,9 @@ from .task import STALWART_OPTIONS, StalwartTask, template_fields
 
 # Options of @app.task that Celery itself understands but are not Task attributes.
 _CELERY_DECORATOR_OPTIONS = {"name", "bind", "base", "shared", "lazy", "filter", "pydantic",
-                             "pydantic_strict", "pydantic_context", "pydantic_dump_kwargs"}
+                             "pydantic_strict", "pydantic_context", "pydantic_dump_kwargs",
+                             # publishing defaults Celery reads from the task (extract_exec_options)
+                             "queue", "routing_key", "exchange", "delivery_mode", "compression"}
 _CELERY_RETRY_OPTIONS = {"max_retries", "retry_backoff", "retry_backoff_max", "retry_jitter",
                          "autoretry_for", "dont_autoretry_for", "default_retry_delay", "retry_kwargs"}
 

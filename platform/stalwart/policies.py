@@ -59,7 +59,8 @@ class Retry:
         """The largest delay after failed attempt ``attempt`` (1-based)."""
         if not self.exponential:
             return float(self.backoff)
-        return float(min(self.backoff_max, self.backoff * (2 ** max(0, attempt - 1))))
+        # The exponent is capped: 2**1024 overflows a float, and unlimited attempts reach it.
+        return float(min(self.backoff_max, self.backoff * (2 ** min(max(0, attempt - 1), 64))))
 
 
 def retry_from_celery_options(options: dict[str, object]) -> Retry:
