@@ -24,15 +24,19 @@ _CELERY_DECORATOR_OPTIONS = {"name", "bind", "base", "shared", "lazy", "filter",
                              "pydantic_strict", "pydantic_context", "pydantic_dump_kwargs",
                              # publishing defaults Celery reads from the task (extract_exec_options)
                              "queue", "routing_key", "exchange", "delivery_mode", "compression"}
-_CELERY_RETRY_OPTIONS = {"max_retries", "retry_backoff", "retry_backoff_max", "retry_jitter",
-                         "autoretry_for", "dont_autoretry_for", "default_retry_delay", "retry_kwargs"}
+_CELERY_RETRY_OPTIONS = {
+    "max_retries", "retry_backoff", "retry_backoff_max", "retry_jitter",
+    "autoretry_for", "dont_autoretry_for", "default_retry_delay", "retry_kwargs",
+}
 
 
 def _celery_option(name: str) -> bool:
-    return name in _CELERY_DECORATOR_OPTIONS or name in _CELERY_RETRY_OPTIONS or (not name.startswith("_") and hasattr(CeleryTask, name))
+    if name in _CELERY_DECORATOR_OPTIONS or name in _CELERY_RETRY_OPTIONS:
+        return True
+    return not name.startswith("_") and hasattr(CeleryTask, name)
 
 
-class Stalwart(celery.Celery):  # type: ignore[misc]
+class Stalwart(celery.Celery):
     """A Celery app whose tasks run in the Stalwart envelope.
 
     Safe defaults are not left to each deployment: JSON only (pickle refused), late acks,
@@ -88,7 +92,9 @@ class Stalwart(celery.Celery):  # type: ignore[misc]
 
     # -- declaring tasks -------------------------------------------------------------------
 
-    def _task_from_fun(self, fun: Callable[..., Any], name: str | None = None, **options: Any) -> Any:
+    def _task_from_fun(  # type: ignore[override] # validates, then defers to Celery
+        self, fun: Callable[..., Any], name: str | None = None, **options: Any
+    ) -> Any:
         options = self.validate_task_options(fun, options)
         return super()._task_from_fun(fun, name=name, **options)
 
@@ -169,7 +175,9 @@ class Stalwart(celery.Celery):  # type: ignore[misc]
 
     # -- enqueuing -----------------------------------------------------------------------------
 
-    def send_task(self, name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+    def send_task(  # type: ignore[override] # accepts Stalwart's enqueue options too
+        self, name: str, args: Any = None, kwargs: Any = None, **options: Any
+    ) -> Any:
         """Celery's send_task plus Stalwart's options (idempotency_key, deadline, trace_id).
 
         With an idempotency key, a key already enqueued (pending, running or done within its

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 from celery.worker.consumer import Consumer as CeleryConsumer
@@ -37,7 +37,7 @@ def body_problem(message: Any, accept: set[str]) -> tuple[str, str] | None:
         return "refused_content", f"content type {message.content_type!r} is refused (accepted: {sorted(accept)})"
     try:
         decoded = loads(message.body, message.content_type, message.content_encoding, accept=accept)
-    except Exception as exc:  # any decoder error means the same thing: the body is unusable
+    except Exception as exc:  # noqa: BLE001 - any decoder error means the same thing: the body is unusable
         return "malformed", f"body does not decode as {message.content_type}: {exc}"
     if not (
         isinstance(decoded, (list, tuple))
@@ -78,7 +78,7 @@ def entry_for_message(message: Any, reason: str, detail: str) -> DeadLetter:
         try:
             decoded = message.decode()
             args, kwargs = list(decoded[0]), dict(decoded[1])
-        except Exception:  # an unregistered task with a bad body as well: keep it raw
+        except Exception:  # noqa: BLE001 - an unregistered task with a bad body as well: keep it raw
             raw = _raw(message.body)
     else:
         raw = _raw(message.body)
@@ -109,7 +109,7 @@ def _raw(body: object) -> str:
 def strategy(task: Any, app: Stalwart, consumer: Any, **kwargs: Any) -> Any:
     """Celery's default strategy, behind a check of each message's content and body."""
     inner = default_strategy(task, app, consumer, **kwargs)
-    accept = set(prepare_accept_content(app.conf.accept_content))
+    accept = set(prepare_accept_content(app.conf.accept_content) or ())
 
     def handler(message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any) -> Any:
         if body is None:  # protocol 2: Celery would only decode the body in the pool child
@@ -121,25 +121,29 @@ def strategy(task: Any, app: Stalwart, consumer: Any, **kwargs: Any) -> Any:
     return handler
 
 
-class Consumer(CeleryConsumer):  # type: ignore[misc]
+class Consumer(CeleryConsumer):
     """Celery's consumer, dead-lettering what it would discard or choke on."""
 
+    @property
+    def stalwart_app(self) -> Stalwart:
+        return cast("Stalwart", self.app)
+
     def on_unknown_message(self, body: Any, message: Any) -> None:
-        dead_letter_message(self.app, message, "malformed", "not a Celery task message (no task name)")
+        dead_letter_message(self.stalwart_app, message, "malformed", "not a Celery task message (no task name)")
 
     def on_unknown_task(self, body: Any, message: Any, exc: BaseException) -> None:
         name = (message.headers or {}).get("task") if isinstance(message.headers, dict) else None
-        dead_letter_message(self.app, message, "unregistered", f"no task named {name!r} is registered here")
+        dead_letter_message(self.stalwart_app, message, "unregistered", f"no task named {name!r} is registered here")
 
     def on_invalid_task(self, body: Any, message: Any, exc: BaseException) -> None:
         reason = "refused_content" if isinstance(exc, ContentDisallowed) else "malformed"
-        dead_letter_message(self.app, message, reason, f"{type(exc).__name__}: {exc}")
+        dead_letter_message(self.stalwart_app, message, reason, f"{type(exc).__name__}: {exc}")
 
     def on_decode_error(self, message: Any, exc: BaseException) -> None:
         if message.content_type == MALFORMED_CONTENT_TYPE:
             problem = body_problem(message, set())
             detail = problem[1] if problem else str(exc)
-            dead_letter_message(self.app, message, "malformed", detail)
+            dead_letter_message(self.stalwart_app, message, "malformed", detail)
             return
         reason = "refused_content" if isinstance(exc, ContentDisallowed) else "malformed"
-        dead_letter_message(self.app, message, reason, f"{type(exc).__name__}: {exc}")
+        dead_letter_message(self.stalwart_app, message, reason, f"{type(exc).__name__}: {exc}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import socket
 import time
@@ -112,13 +113,15 @@ class DeadLetterQueue:
             raise EntryNotFound(f"no dead-letter entry {entry_id!r}")
         return DeadLetter.from_json(raw)
 
-    def iter(self, flt: Filter = Filter()) -> Iterator[DeadLetter]:  # noqa: B008 - frozen
+    def iter(self, flt: Filter = Filter()) -> Iterator[DeadLetter]:
         """Entries matching ``flt``, newest first, read from Redis a page at a time."""
         hi = "+inf" if flt.until_ms is None else flt.until_ms
         lo = "-inf" if flt.since_ms is None else flt.since_ms
         offset = 0
         while True:
-            ids = self.client.zrevrangebyscore(self.index_key, hi, lo, start=offset, num=_PAGE)
+            ids: builtins.list[bytes] = self.client.zrevrangebyscore(  # type: ignore[assignment]
+                self.index_key, hi, lo, start=offset, num=_PAGE
+            )
             if not ids:
                 return
             offset += len(ids)
@@ -129,11 +132,11 @@ class DeadLetterQueue:
                 if flt.matches(entry):
                     yield entry
 
-    def list(self, flt: Filter = Filter(), offset: int = 0, limit: int = 50) -> list[DeadLetter]:  # noqa: B008
+    def list(self, flt: Filter = Filter(), offset: int = 0, limit: int = 50) -> builtins.list[DeadLetter]:
         """One page of matching entries, newest first."""
         if offset < 0 or limit < 1:
             raise DLQError("offset must be >= 0 and limit >= 1")
-        out: list[DeadLetter] = []
+        out: builtins.list[DeadLetter] = []
         for i, entry in enumerate(self.iter(flt)):
             if i >= offset:
                 out.append(entry)
@@ -141,7 +144,7 @@ class DeadLetterQueue:
                 break
         return out
 
-    def remove(self, entry_ids: list[str], stat: str = "purged") -> int:
+    def remove(self, entry_ids: builtins.list[str], stat: str = "purged") -> int:
         """Delete entries by id; ``stat`` names the counter that records why (purged/replayed)."""
         removed = 0
         for i in range(0, len(entry_ids), 500):
@@ -149,9 +152,10 @@ class DeadLetterQueue:
             removed += int(load_script("dlq_remove")(self.client, self._keys, [stat, *chunk]))
         return removed
 
-    def purge(self, flt: Filter = Filter()) -> int:  # noqa: B008
+    def purge(self, flt: Filter = Filter()) -> int:
         if flt == Filter():
-            ids = [i.decode() if isinstance(i, bytes) else i for i in self.client.zrange(self.index_key, 0, -1)]
+            members: builtins.list[bytes] = self.client.zrange(self.index_key, 0, -1)  # type: ignore[assignment]
+            ids = [i.decode() for i in members]
         else:
             ids = [e.id for e in self.iter(flt)]
         return self.remove(ids, "purged")

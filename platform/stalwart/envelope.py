@@ -12,7 +12,7 @@ import os
 import random
 import socket
 import traceback
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import redis
 from celery.exceptions import Ignore, Reject
@@ -27,6 +27,7 @@ from .redis.scripts import load_script
 from .retry import classify
 
 if TYPE_CHECKING:
+    from .app import Stalwart
     from .runtime import Runtime
     from .task import StalwartTask
 
@@ -50,6 +51,7 @@ def job_key_for(meta: Meta, task_id: str) -> str:
 def run(task: StalwartTask, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Run one delivery of ``task`` inside the envelope."""
     req = task.request
+    task_id = str(req.id)
     meta = Meta.from_header(getattr(req, HEADER, None))
     if meta.first_seen is None:
         meta.first_seen = meta.sent
@@ -57,18 +59,18 @@ def run(task: StalwartTask, args: tuple[Any, ...], kwargs: dict[str, Any]) -> An
         meta.deadline = meta.sent + int(task.max_age * 1000)
     ctx = JobContext(
         task_name=task.name,
-        task_id=req.id,
+        task_id=task_id,
         queue=(req.delivery_info or {}).get("routing_key") or task.app.conf.task_default_queue,
         args=tuple(args),
         kwargs=dict(kwargs),
         meta=meta,
         attempt=(req.retries or 0) + 1,
         hostname=req.hostname or HOSTNAME,
-        job_key=job_key_for(meta, req.id),
+        job_key=job_key_for(meta, task_id),
     )
     token = current_trace.set(meta.trace)
     try:
-        return Delivery(task, task.app.stalwart, ctx).run()
+        return Delivery(task, cast("Stalwart", task.app).stalwart, ctx).run()
     finally:
         current_trace.reset(token)
 
@@ -231,7 +233,7 @@ class Delivery:
             log.info("%s[%s] attempt %d failed (%s: %s), retrying in %.2fs",
                      self.ctx.task_name, self.ctx.task_id, self.ctx.attempt,
                      type(exc).__name__, exc, verdict.delay)
-            raise CeleryRetry(exc=exc, when=verdict.delay)
+            raise CeleryRetry(exc=exc if isinstance(exc, Exception) else None, when=cast(Any, verdict.delay))
         return self.dead(verdict.reason, exc, ran=True)
 
     def attempt_record(self, exc: BaseException) -> dict[str, Any]:
@@ -293,7 +295,8 @@ class Delivery:
         """Send the job back through the delayed set: not a failure, no attempt used."""
         self.publish_successor(delay, retries=0)
         self.runtime.hooks.call("on_defer", self.ctx, reason, delay)
-        self.runtime.hooks.call("after_job", self.ctx, Outcome("deferred", self.ctx.elapsed(), reason=reason, delay=delay))
+        outcome = Outcome("deferred", self.ctx.elapsed(), reason=reason, delay=delay)
+        self.runtime.hooks.call("after_job", self.ctx, outcome)
         log.debug("%s[%s] deferred %.3fs (%s)", self.ctx.task_name, self.ctx.task_id, delay, reason)
         raise Ignore()
 
@@ -303,7 +306,7 @@ class Delivery:
         meta = self.ctx.meta.successor(gen=next_gen)
         req = self.task.request
         sig = self.task.signature_from_request(
-            req, list(self.ctx.args), self.ctx.kwargs,
+            req, tuple(self.ctx.args), self.ctx.kwargs,
             countdown=max(delay, 0.001), retries=(req.retries or 0) + retries,
             headers={HEADER: meta.to_header()}, stalwart_successor=True,
         )

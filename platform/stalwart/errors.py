@@ -23,11 +23,11 @@ class EntryNotFound(DLQError, KeyError):
     """No dead-letter entry has the given id."""
 
 
-class Permanent(Exception):  # noqa: N818 - named for what the task author means
+class Permanent(Exception):
     """Raise from a task body: this job can never succeed, dead-letter it now."""
 
 
-class RetryAfter(Exception):  # noqa: N818 - named for what the task author means
+class RetryAfter(Exception):
     """Raise from a task body: a transient failure, try again after ``seconds``."""
 
     def __init__(self, seconds: float, message: str = "") -> None:

@@ -67,9 +67,11 @@ class Meta:
 
 
 def _int(value: object, default: int) -> int:
+    if not isinstance(value, (int, float, str)):
+        return default
     try:
-        return int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
+        return int(value)
+    except ValueError:
         return default
 
 

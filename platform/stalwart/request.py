@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 import redis
-from billiard.einfo import ExceptionWithTraceback
+from billiard.einfo import ExceptionWithTraceback  # type: ignore[attr-defined]
 from billiard.exceptions import WorkerLostError
 from celery.worker.request import Request as CeleryRequest
 
@@ -17,7 +17,7 @@ from .redis.scripts import load_script
 log = logging.getLogger("stalwart.request")
 
 
-class Request(CeleryRequest):  # type: ignore[misc]
+class Request(CeleryRequest):
     """Celery's request, plus what Stalwart does when the child running it dies."""
 
     _stalwart_lost = False
@@ -40,12 +40,12 @@ class Request(CeleryRequest):  # type: ignore[misc]
         if self._stalwart_lost:
             return
         self._stalwart_lost = True
-        headers = dict(self._request_dict)
-        runtime = self._app.stalwart
+        headers = dict(getattr(self, "_request_dict", None) or {})
+        runtime = getattr(self, "_app").stalwart  # noqa: B009 - private in Celery's stubs
         key = runtime.keys.job(job_key_for(Meta.from_header(headers.get(HEADER)), self.id))
         if self.worker_pid:
             try:
-                load_script("job_crashed")(runtime.redis, [key], [owner_prefix(self.worker_pid)])
+                load_script("job_crashed")(runtime.redis, [key], [owner_prefix(int(self.worker_pid))])
             except redis.RedisError as exc:
                 log.warning("could not free the claim of %s[%s]: %s", self.task_name, self.id, exc)
         log.error("%s[%s]: %s; the job is requeued and its delivery counted",

@@ -22,7 +22,7 @@ class Verdict:
     delay: float = 0.0
 
 
-class ExplicitRetry(Exception):  # noqa: N818 - internal signal raised by Task.retry()
+class ExplicitRetry(Exception):
     """``self.retry(...)`` called from a task body: retry with the given delay (or the policy's)."""
 
     def __init__(self, exc: BaseException | None, countdown: float | None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Protocol
 
-import redis
+from redis import Redis
 
 from .dlq import DeadLetterQueue
 from .hooks import Hooks
@@ -36,12 +36,12 @@ class Runtime:
         self.switches: SwitchBoard | None = None
 
     @cached_property
-    def redis(self) -> redis.Redis:
+    def redis(self) -> Redis:
         """The state store (idempotency, DLQ, limits, breakers, switches)."""
         return client_from_url(self.settings.redis_url, self.settings.redis_timeout_seconds)
 
     @cached_property
-    def broker_redis(self) -> redis.Redis:
+    def broker_redis(self) -> Redis:
         """The broker's Redis, where the delayed sets live beside the queues."""
         if self.settings.broker_url == self.settings.redis_url:
             return self.redis

@@ -29,7 +29,7 @@ STALWART_OPTIONS: dict[str, str] = {
 }
 
 
-class StalwartTask(celery.Task):  # type: ignore[misc]
+class StalwartTask(celery.Task[Any, Any]):
     """A Celery task whose every delivery goes through :mod:`stalwart.envelope`."""
 
     Strategy = "stalwart.consumer:strategy"
@@ -55,14 +55,14 @@ class StalwartTask(celery.Task):  # type: ignore[misc]
         """Raise TypeError (with Python's own message) when the arguments do not fit ``run``."""
         if self._signature_cache is None:
             type(self)._signature_cache = inspect.signature(self.run)
-        assert self._signature_cache is not None  # noqa: S101 - narrowing for mypy
+        assert self._signature_cache is not None
         self._signature_cache.bind(*args, **kwargs)
 
-    def retry(  # type: ignore[override]
+    def retry(
         self,
         args: Any = None,
         kwargs: Any = None,
-        exc: BaseException | None = None,
+        exc: Exception | None = None,
         throw: bool = True,
         eta: Any = None,
         countdown: float | None = None,
@@ -78,7 +78,7 @@ class StalwartTask(celery.Task):  # type: ignore[misc]
             countdown = max(0.0, (eta - dt.datetime.now(eta.tzinfo)).total_seconds())
         raise ExplicitRetry(exc, countdown)
 
-    def apply_async(
+    def apply_async(  # type: ignore[override] # accepts Stalwart's enqueue options too
         self, args: Any = None, kwargs: Any = None, task_id: str | None = None, **options: Any
     ) -> Any:
         """Celery's apply_async, deriving the idempotency key from the task's template."""
@@ -94,7 +94,7 @@ class StalwartTask(celery.Task):  # type: ignore[misc]
         if callable(spec):
             key = spec(*args, **kwargs)
         else:
-            assert spec is not None  # noqa: S101 - narrowing for mypy
+            assert spec is not None
             bound = inspect.signature(self.run).bind(*args, **kwargs)
             bound.apply_defaults()
             try:

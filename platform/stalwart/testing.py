@@ -6,6 +6,7 @@ polls a condition instead of sleeping a fixed time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -97,17 +98,15 @@ class WorkerProcess:
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the main process only (SIGTERM drains, SIGQUIT stops at once)."""
         if self.alive:
-            assert self.process is not None  # noqa: S101 - narrowing for mypy
+            assert self.process is not None
             self.process.send_signal(sig)
 
     def kill(self) -> None:
         """SIGKILL the whole process group: the host died, nothing gets to clean up."""
         if self.process is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait()
 
     def stop(self, timeout: float = 30.0) -> int | None:
@@ -116,9 +115,7 @@ class WorkerProcess:
             return None
         if self.alive:
             self.process.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
         self.kill()
         return self.process.returncode

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from queue import Empty
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
@@ -66,13 +67,13 @@ def _envelope_problem(message: object) -> str | None:
     return None
 
 
-class Channel(kombu_redis.Channel):  # type: ignore[misc]
+class Channel(kombu_redis.Channel):
     """A kombu Redis channel with delayed publishing and the malformed-message guard."""
 
     @property
     def _stalwart_keys(self) -> Keys:
-        prefix = self.connection.client.transport_options.get("stalwart_prefix", "stalwart")
-        return Keys(prefix)
+        options = getattr(self.connection.client, "transport_options", None) or {}
+        return Keys(str(options.get("stalwart_prefix", "stalwart")))
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         headers = message.get("headers") or {}
@@ -98,7 +99,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
                 self.client.connection.disconnect()
                 raise
             if not dest__item:
-                raise kombu_redis.Empty()
+                raise Empty()
             dest, item = dest__item
             dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
@@ -110,7 +111,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             if flush is not None:
                 flush()
 
-    def _get(self, queue: str) -> dict[str, Any]:
+    def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
         with self.conn_or_acquire() as client:
             for pri in self.priority_steps:
                 item = client.rpop(self._q_for_pri(queue, pri))
@@ -118,10 +119,10 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
                     self._maybe_update_queues_expire(client, queue)
                     return decode_envelope(item, queue)
             self._maybe_update_queues_expire(client, queue)
-            raise kombu_redis.Empty()
+            raise Empty()
 
 
-class Transport(kombu_redis.Transport):  # type: ignore[misc]
+class Transport(kombu_redis.Transport):
     """Use with Celery's ``broker_transport = "stalwart.transport:Transport"``."""
 
     Channel = Channel

@@ -49,7 +49,7 @@ class VisibilityKeeper:
         if not tags:
             return 0
         now = time.time()
-        return int(self.client.zadd(self.index_key, dict.fromkeys(tags, now), xx=True))
+        return int(self.client.zadd(self.index_key, dict.fromkeys(tags, now), xx=True) or 0)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

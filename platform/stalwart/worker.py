@@ -24,7 +24,7 @@ def in_flight_tags() -> list[str]:
     return []
 
 
-class StalwartStep(bootsteps.StartStopStep):  # type: ignore[misc]
+class StalwartStep(bootsteps.StartStopStep):
     """Starts the mover and the visibility keeper with the worker, stops them with it."""
 
     label = "Stalwart"
