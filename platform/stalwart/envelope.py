@@ -12,6 +12,7 @@ import os
 import random
 import socket
 import traceback
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import redis
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stalwart.envelope")
 HOSTNAME = socket.gethostname()
+# The job running in this process (pool child), for log records and Sentry events.
+current_job: ContextVar[JobContext | None] = ContextVar("stalwart_job", default=None)
 
 
 class DeadLettered(StalwartError):
@@ -68,10 +71,11 @@ def run(task: StalwartTask, args: tuple[Any, ...], kwargs: dict[str, Any]) -> An
         hostname=req.hostname or HOSTNAME,
         job_key=job_key_for(meta, task_id),
     )
-    token = current_trace.set(meta.trace)
+    token, job_token = current_trace.set(meta.trace), current_job.set(ctx)
     try:
         return Delivery(task, cast("Stalwart", task.app).stalwart, ctx).run()
     finally:
+        current_job.reset(job_token)
         current_trace.reset(token)
 
 
