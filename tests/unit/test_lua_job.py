@@ -1,0 +1,265 @@
+"""The job and delayed-set Lua scripts, run on a real redis-server."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+
+from stalwart.delayed import Mover, depth, move_due
+from stalwart.keys import Keys
+from stalwart.redis.scripts import load_script
+
+KEYS = Keys("stalwart")
+JOB = KEYS.job("t:task-1")
+TTL_MS = 60_000
+
+
+def begin(
+    r: redis.Redis, owner: str = "host:1:m1", *, lease_ms: int = 5000, max_deliveries: int = 3,
+    deadline: int = 0, gen: int = 0,
+) -> tuple[str, str]:
+    code, value, _now = load_script("job_begin")(
+        r, [JOB], [owner, lease_ms, max_deliveries, deadline, gen, TTL_MS]
+    )
+    return code.decode(), value.decode()
+
+
+def end(r: redis.Redis, outcome: str, owner: str = "host:1:m1", result: str = "", next_gen: int = 0) -> int:
+    return int(load_script("job_end")(r, [JOB], [owner, outcome, result, TTL_MS, next_gen]))
+
+
+def job(r: redis.Redis) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in r.hgetall(JOB).items()}
+
+
+def server_ms(r: redis.Redis) -> int:
+    seconds, micros = r.time()
+    return int(seconds * 1000 + micros // 1000)
+
+
+# -- job_begin ----------------------------------------------------------------------------------
+
+
+def test_first_delivery_claims_the_job(r: redis.Redis) -> None:
+    before = server_ms(r)
+    assert begin(r, gen=2) == ("run", "1")
+    state = job(r)
+    assert (state["state"], state["owner"], state["gen"], state["deliveries"]) == ("running", "host:1:m1", "2", "1")
+    assert before + 5000 <= int(state["lease"]) <= server_ms(r) + 5000
+    assert 0 < r.pttl(JOB) <= TTL_MS
+
+
+def test_live_claim_of_another_owner_is_busy(r: redis.Redis) -> None:
+    begin(r, "host:1:a", lease_ms=5000)
+    code, wait_ms = begin(r, "host:2:b")
+    assert code == "busy"
+    assert 4000 < int(wait_ms) <= 5000
+    assert job(r)["deliveries"] == "1"  # a busy answer is not a delivery
+
+
+def test_expired_claim_is_taken_over(r: redis.Redis) -> None:
+    begin(r, "host:1:a", lease_ms=1)
+    r.hset(JOB, "lease", server_ms(r) - 1)
+    assert begin(r, "host:2:b") == ("run", "2")
+    assert job(r)["owner"] == "host:2:b"
+
+
+def test_deliveries_past_the_limit_are_poison(r: redis.Redis) -> None:
+    for n in (1, 2, 3):
+        assert begin(r, max_deliveries=3) == ("run", str(n))
+    assert begin(r, max_deliveries=3) == ("poison", "4")
+
+
+def test_past_deadline_is_expired_and_counted(r: redis.Redis) -> None:
+    assert begin(r, deadline=server_ms(r) - 1) == ("expired", "1")
+    assert "state" not in job(r)  # not claimed
+
+
+def test_future_deadline_runs(r: redis.Redis) -> None:
+    assert begin(r, deadline=server_ms(r) + 60_000)[0] == "run"
+
+
+def test_done_job_returns_its_result_and_is_not_counted(r: redis.Redis) -> None:
+    begin(r)
+    end(r, "done", result='{"v":42}')
+    assert begin(r, "host:2:b") == ("done", '{"v":42}')
+    assert job(r)["deliveries"] == "0"
+
+
+def test_dead_job_is_not_run_again(r: redis.Redis) -> None:
+    begin(r)
+    end(r, "dead")
+    assert begin(r, "host:2:b")[0] == "dead"
+
+
+def test_an_older_generation_is_stale(r: redis.Redis) -> None:
+    begin(r, gen=0)
+    end(r, "waiting", next_gen=1)
+    assert begin(r, "host:2:b", gen=0) == ("stale", "1")
+    assert begin(r, "host:2:c", gen=1)[0] == "run"
+
+
+# -- job_end ------------------------------------------------------------------------------------
+
+
+def test_done_records_the_result_and_drops_the_claim(r: redis.Redis) -> None:
+    begin(r)
+    assert end(r, "done", result='{"v":1}') == 1
+    state = job(r)
+    assert (state["state"], state["result"], state["deliveries"]) == ("done", '{"v":1}', "0")
+    assert "owner" not in state
+    assert "lease" not in state
+
+
+def test_waiting_bumps_the_generation_and_resets_deliveries(r: redis.Redis) -> None:
+    begin(r, gen=1)
+    begin(r, gen=1)
+    assert end(r, "waiting", next_gen=2) == 1
+    state = job(r)
+    assert (state["state"], state["gen"], state["deliveries"]) == ("waiting", "2", "0")
+    assert "owner" not in state
+
+
+def test_waiting_never_lowers_the_generation(r: redis.Redis) -> None:
+    begin(r, gen=5)
+    end(r, "waiting", next_gen=3)
+    assert job(r)["gen"] == "5"
+
+
+def test_only_the_owner_may_release(r: redis.Redis) -> None:
+    begin(r, "host:1:a")
+    assert end(r, "waiting", owner="host:2:b", next_gen=1) == 0
+    assert job(r)["state"] == "running"
+    assert job(r)["owner"] == "host:1:a"
+
+
+# -- job_crashed and job_renew ------------------------------------------------------------------
+
+
+def test_crash_frees_the_claim_of_the_dead_child_only(r: redis.Redis) -> None:
+    crashed = load_script("job_crashed")
+    begin(r, "host:10:msg")
+    assert crashed(r, [JOB], ["host:11:"]) == 0
+    assert crashed(r, [JOB], ["host:10:"]) == 1
+    state = job(r)
+    assert state["state"] == "crashed"
+    assert "owner" not in state
+    assert begin(r, "host:12:msg") == ("run", "2")  # redelivered at once, still counted
+
+
+def test_renew_extends_only_the_owners_lease(r: redis.Redis) -> None:
+    renew = load_script("job_renew")
+    begin(r, "host:1:a", lease_ms=1000)
+    first = int(job(r)["lease"])
+    assert renew(r, [JOB], ["host:2:b", 60_000]) == 0
+    assert int(job(r)["lease"]) == first
+    assert renew(r, [JOB], ["host:1:a", 60_000]) == 1
+    assert int(job(r)["lease"]) >= first + 59_000
+
+
+# -- the delayed set ----------------------------------------------------------------------------
+
+LIST = "celery"
+DELAYED = KEYS.delayed(LIST)
+
+
+def schedule(r: redis.Redis, payload: str, delay_ms: int) -> int:
+    return int(load_script("delayed_schedule")(
+        r, [DELAYED, KEYS.registry("delayed")], [delay_ms, payload, LIST]
+    ))
+
+
+def make_due(r: redis.Redis, payloads: list[str]) -> None:
+    """Put payloads in the delayed set already due, in order."""
+    with r.pipeline() as pipe:
+        for i, p in enumerate(payloads):
+            pipe.zadd(DELAYED, {p: i})
+        pipe.sadd(KEYS.registry("delayed"), LIST)
+        pipe.execute()
+
+
+def test_schedule_scores_by_the_redis_clock(r: redis.Redis) -> None:
+    before = server_ms(r)
+    due = schedule(r, "m1", 1500)
+    assert before + 1500 <= due <= server_ms(r) + 1500
+    assert r.zscore(DELAYED, "m1") == due
+    assert r.smembers(KEYS.registry("delayed")) == {LIST.encode()}
+
+
+def test_move_publishes_only_due_jobs_oldest_first(r: redis.Redis) -> None:
+    make_due(r, ["a", "b", "c"])
+    schedule(r, "later", 60_000)
+    moved, wait_ms = move_due(r, KEYS, LIST)
+    assert moved == 3
+    assert 59_000 < wait_ms <= 60_000
+    # Workers pop from the right: the job due first is consumed first.
+    assert [r.rpop(LIST) for _ in range(3)] == [b"a", b"b", b"c"]
+    assert r.zrange(DELAYED, 0, -1) == [b"later"]
+
+
+def test_move_of_an_empty_set_reports_no_next(r: redis.Redis) -> None:
+    assert move_due(r, KEYS, LIST) == (0, -1)
+
+
+def test_move_takes_at_most_one_batch(r: redis.Redis) -> None:
+    payloads = [f"m{i}" for i in range(1234)]
+    make_due(r, payloads)
+    assert move_due(r, KEYS, LIST, batch=1000) == (1000, 0)
+    assert (r.llen(LIST), r.zcard(DELAYED)) == (1000, 234)
+    assert move_due(r, KEYS, LIST, batch=1000) == (234, -1)
+    assert sorted(r.lrange(LIST, 0, -1)) == sorted(p.encode() for p in payloads)
+
+
+def test_every_move_is_atomic(r: redis.Redis) -> None:
+    """An observer reading both keys at once never sees a job in neither or in both."""
+    total = 3000
+    make_due(r, [f"m{i}" for i in range(total)])
+    mover_client = redis.Redis(connection_pool=r.connection_pool)
+    sums: list[int] = []
+    done = threading.Event()
+
+    def observe() -> None:
+        while not done.is_set():
+            with r.pipeline(transaction=True) as pipe:
+                llen, zcard = pipe.llen(LIST).zcard(DELAYED).execute()
+            sums.append(llen + zcard)
+
+    observer = threading.Thread(target=observe)
+    observer.start()
+    try:
+        while move_due(mover_client, KEYS, LIST, batch=7)[0]:
+            pass
+    finally:
+        done.set()
+        observer.join()
+    assert sums
+    assert set(sums) == {total}
+    assert len(set(r.lrange(LIST, 0, -1))) == total
+
+
+def test_mover_tick_drains_every_registered_queue(r: redis.Redis) -> None:
+    make_due(r, [f"m{i}" for i in range(2500)])
+    other = KEYS.delayed("orders")
+    r.zadd(other, {"o1": 0})
+    r.sadd(KEYS.registry("delayed"), "orders")
+    schedule(r, "later", 30)
+    mover = Mover(r, KEYS, interval=0.5)
+    sleep = mover.tick()
+    assert mover.moved == 2501
+    assert (r.llen(LIST), r.llen("orders")) == (2500, 1)
+    assert sleep <= 0.03  # wakes for the next due job, not after the whole interval
+    assert depth(r, KEYS) == {LIST: 1, "orders": 0}
+
+
+@pytest.mark.parametrize("interval", [0.02])
+def test_mover_thread_moves_and_stops(r: redis.Redis, interval: float) -> None:
+    mover = Mover(r, KEYS, interval=interval)
+    mover.start()
+    try:
+        schedule(r, "soon", 20)
+        assert r.brpop([LIST], timeout=5) == (LIST.encode(), b"soon")
+    finally:
+        mover.stop()
+    assert mover.errors == 0
