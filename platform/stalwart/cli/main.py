@@ -16,7 +16,7 @@ import redis
 
 from ..errors import StalwartError
 
-COMMANDS = ["dlq"]
+COMMANDS = ["dlq", "dev"]
 
 
 def build_parser() -> argparse.ArgumentParser:
