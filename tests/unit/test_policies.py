@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from celery.exceptions import CDeprecationWarning
+
 from stalwart import ConfigurationError, Retry
 from stalwart.app import Stalwart
 from stalwart.policies import retry_from_celery_options

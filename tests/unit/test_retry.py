@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
+
 from stalwart import Permanent, Retry, RetryAfter
 from stalwart.errors import ConfigurationError
 from stalwart.retry import ExplicitRetry, Verdict, backoff_delay, classify
