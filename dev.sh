@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# One entry point that needs only Python 3.10+ and bash (no make, Docker or system Redis).
+#   ./dev.sh run    set up .venv, then `stalwart dev` (embedded Redis, worker, Flower, demo)
+#   ./dev.sh test   set up .venv, then ruff, mypy (strict on platform/) and pytest
+#   ./dev.sh lint   ruff and mypy only
+#   ./dev.sh bench  bench/throughput.py (plain Celery vs the Stalwart envelope)
+# Setup is idempotent and quiet: the venv is created once, and `pip install -e '.[dev]'` reruns
+# only when pyproject.toml changes. PYTHON picks the interpreter (default python3).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+setup() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+      echo "dev.sh: needs Python 3.10+ as \$PYTHON (now: $PYTHON)" >&2
+      exit 2
+    fi
+    echo "dev.sh: creating $VENV" >&2
+    if ! "$PYTHON" -m venv "$VENV"; then
+      echo "dev.sh: '$PYTHON -m venv' failed (on Debian/Ubuntu: apt install python3-venv)" >&2
+      exit 2
+    fi
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+  fi
+  local stamp="$VENV/.stalwart-installed" want
+  want=$("$VENV/bin/python" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())' < pyproject.toml)
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -x "$VENV/bin/stalwart" ]; then
+    echo "dev.sh: installing stalwart and its dev tools into $VENV" >&2
+    "$VENV/bin/python" -m pip install -q -e '.[dev]'
+    echo "$want" > "$stamp"
+  fi
+}
+
+lint() {
+  local rc=0
+  "$VENV/bin/ruff" check . || rc=1
+  "$VENV/bin/mypy" || rc=1
+  return "$rc"
+}
+
+run_tests() {
+  local lint_rc=0 test_rc=0
+  lint || lint_rc=$?
+  "$VENV/bin/python" -m pytest "$@" || test_rc=$?
+  if [ "$test_rc" -eq 5 ]; then
+    echo "dev.sh: pytest collected no tests; that is a failure" >&2
+  fi
+  if [ "$test_rc" -ne 0 ]; then
+    exit "$test_rc"
+  fi
+  if [ "$lint_rc" -ne 0 ]; then
+    echo "dev.sh: tests passed but ruff or mypy failed" >&2
+    exit 1
+  fi
+}
+
+command=${1:-}
+shift || true
+case "$command" in
+  run)   setup; exec "$VENV/bin/stalwart" dev "$@" ;;
+  test)  setup; run_tests "$@" ;;
+  lint)  setup; lint ;;
+  bench) setup; exec "$VENV/bin/python" bench/throughput.py "$@" ;;
+  *)     echo "usage: ./dev.sh run|test|lint|bench [args...]" >&2; exit 2 ;;
+esac
