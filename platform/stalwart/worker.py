@@ -56,4 +56,10 @@ class StalwartStep(bootsteps.StartStopStep):
 
 def install(app: Stalwart) -> None:
     """Register Stalwart's bootsteps on ``app``."""
+    from . import ops  # noqa: PLC0415 - ops imports prometheus_client, which the CLI never needs
+    from .metrics import MetricsHook  # noqa: PLC0415
+
     app.steps["worker"].add(StalwartStep)
+    app.steps["worker"].add(ops.OpsStep)
+    app.steps["consumer"].add(ops.Heartbeat)
+    app.stalwart.hooks.add(MetricsHook())

@@ -1,0 +1,141 @@
+"""The metrics hook, multiprocess aggregation across forked processes, and scrape-time gauges."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+
+import pytest
+import redis
+from prometheus_client import CollectorRegistry, values
+from prometheus_client.parser import text_string_to_metric_families
+
+from stalwart import metrics
+from stalwart.dlq import DeadLetter
+from stalwart.embedded import free_port
+from stalwart.job import JobContext, Meta, Outcome
+from stalwart.metrics import MetricsHook, StateCollector
+from stalwart.runtime import Runtime
+from stalwart.settings import Settings
+
+
+def ctx(task: str = "app.charge") -> JobContext:
+    return JobContext(task_name=task, task_id="t1", queue="celery", args=(), kwargs={}, meta=Meta(),
+                      attempt=1, hostname="h", job_key="t:t1")
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(text: str, name: str, **labels: str) -> float | None:
+    return samples(text).get((name, tuple(sorted(labels.items()))))
+
+
+@pytest.fixture
+def multiproc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Multiprocess mode in this test only: env and value class are restored afterwards."""
+    monkeypatch.setattr(values, "ValueClass", values.ValueClass)
+    monkeypatch.delenv(metrics.ENV_DIR, raising=False)
+    path = metrics.enable_multiprocess(str(tmp_path))
+    monkeypatch.setenv(metrics.ENV_DIR, str(path))
+    return path
+
+
+def test_hook_counts_outcomes_retries_deferrals_dead_letters_and_lost_workers() -> None:
+    hook = MetricsHook()
+    hook.after_job(ctx(), Outcome("succeeded", 0.2))
+    hook.after_job(ctx(), Outcome("retried", 0.1))
+    hook.on_retry(ctx(), ValueError("x"), 1.0)
+    hook.on_defer(ctx(), "rate_limited", 0.5)
+    hook.after_job(ctx(), Outcome("deferred", reason="rate_limited"))
+    hook.on_dead_letter(DeadLetter(id="d", reason="malformed"), None)
+    hook.on_worker_lost("app.charge", "t1", "worker lost", {})
+    registry = CollectorRegistry()
+    for name in ("jobs", "duration", "retries", "deferrals", "dead_letters", "worker_lost"):
+        registry.register(getattr(hook.metrics, name))
+    get = registry.get_sample_value
+    assert get("stalwart_jobs_total", {"task": "app.charge", "outcome": "succeeded"}) == 1
+    assert get("stalwart_jobs_total", {"task": "app.charge", "outcome": "deferred"}) == 1
+    assert get("stalwart_job_duration_seconds_count", {"task": "app.charge"}) == 2  # not the deferral
+    assert get("stalwart_retries_total", {"task": "app.charge"}) == 1
+    assert get("stalwart_deferrals_total", {"task": "app.charge", "reason": "rate_limited"}) == 1
+    assert get("stalwart_dead_letters_total", {"task": "unknown", "reason": "malformed"}) == 1
+    assert get("stalwart_worker_lost_total", {"task": "app.charge"}) == 1
+
+
+def _child(jobs: int) -> None:
+    hook = MetricsHook()
+    for _ in range(jobs):
+        hook.after_job(ctx(), Outcome("succeeded", 0.01))
+    os._exit(0)
+
+
+def test_counts_from_forked_children_are_summed(multiproc: Path) -> None:
+    hook = MetricsHook()
+    hook.after_job(ctx(), Outcome("succeeded", 0.01))  # created before the fork, like the main process
+    fork = multiprocessing.get_context("fork")
+    children = [fork.Process(target=_child, args=(n,)) for n in (3, 4)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(10)
+        assert child.exitcode == 0
+        metrics.mark_dead(child.pid or 0)
+    text = metrics.exposition(multiproc).decode()
+    assert value(text, "stalwart_jobs_total", task="app.charge", outcome="succeeded") == 8
+    assert value(text, "stalwart_job_duration_seconds_count", task="app.charge") == 8
+
+
+def test_enable_gives_a_fresh_directory_and_cleans_dead_workers_dirs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(values, "ValueClass", values.ValueClass)
+    monkeypatch.delenv(metrics.ENV_DIR, raising=False)
+    stale = tmp_path / f"{metrics.DIR_PREFIX}999999999-abc"
+    stale.mkdir()
+    live = tmp_path / f"{metrics.DIR_PREFIX}{os.getppid()}-abc"
+    live.mkdir()
+    path = metrics.enable_multiprocess(str(tmp_path))
+    assert os.environ[metrics.ENV_DIR] == str(path)
+    assert list(path.iterdir()) == []
+    assert not stale.exists()
+    assert live.exists()
+    metrics.remove_dir(path)
+    assert not path.exists()
+    assert metrics.ENV_DIR not in os.environ
+
+
+def runtime_for(url: str) -> Runtime:
+    return Runtime(Settings.from_env({"STALWART_REDIS_URL": url, "STALWART_REDIS_TIMEOUT": "0.3"}))
+
+
+def test_state_collector_reads_delayed_dlq_and_breakers(redis_url: str, r: redis.Redis) -> None:
+    runtime = runtime_for(redis_url)
+    keys = runtime.keys
+    r.sadd(keys.registry("delayed"), "celery")
+    r.zadd(keys.delayed("celery"), {"a": 1, "b": 2})
+    runtime.dlq.add(DeadLetter(id="e1", reason="exhausted", task="app.t"))
+    runtime.dlq.add(DeadLetter(id="e2", reason="poison", task="app.t"))
+    r.sadd(keys.registry("breakers"), "stripe", "mail")
+    r.hset(keys.breaker("stripe", "state"), mapping={"state": "open", "open_until": 1})
+    text = metrics.exposition(None, StateCollector(runtime)).decode()
+    assert value(text, "stalwart_state_store_up") == 1
+    assert value(text, "stalwart_delayed_jobs", queue="celery") == 2
+    assert value(text, "stalwart_dlq_size") == 2
+    assert value(text, "stalwart_dlq_entries", reason="poison") == 1
+    assert value(text, "stalwart_breaker_state", breaker="stripe", state="open") == 1
+    assert value(text, "stalwart_breaker_state", breaker="stripe", state="closed") == 0
+    assert value(text, "stalwart_breaker_state", breaker="mail", state="closed") == 1
+
+
+def test_state_collector_reports_an_unreachable_redis_instead_of_failing() -> None:
+    runtime = runtime_for(f"redis://127.0.0.1:{free_port()}/0")
+    text = metrics.exposition(None, StateCollector(runtime)).decode()
+    assert value(text, "stalwart_state_store_up") == 0
+    assert "stalwart_dlq_size" not in text

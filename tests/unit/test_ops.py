@@ -1,0 +1,113 @@
+"""Ops config, the health/readiness rules over a fake clock, and the HTTP handlers."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from stalwart.errors import ConfigurationError
+from stalwart.ops import OpsConfig, OpsServer, OpsState
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def failing() -> None:
+    raise ConnectionError("Connection refused")
+
+
+def test_config_is_off_unless_a_port_is_given() -> None:
+    assert OpsConfig.from_env({}) is None
+    assert OpsConfig.from_env({"STALWART_OPS_PORT": ""}) is None
+    config = OpsConfig.from_env({"STALWART_OPS_PORT": "0", "STALWART_OPS_STALE_SECONDS": "5"})
+    assert config == OpsConfig(port=0, host="0.0.0.0", stale_seconds=5.0)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"STALWART_OPS_PORT": "http"}, {"STALWART_OPS_PORT": "70000"},
+     {"STALWART_OPS_PORT": "1", "STALWART_OPS_STALE_SECONDS": "0"}],
+)
+def test_config_refuses_bad_values(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigurationError):
+        OpsConfig.from_env(env)
+
+
+def test_health_fails_only_when_the_consumer_loop_stalls() -> None:
+    clock = Clock()
+    state = OpsState(stale_seconds=10, clock=clock)
+    assert state.health()[0] == 200  # starting: not consuming yet
+    state.consuming = True
+    state.beat()
+    clock.now += 9
+    assert state.health() == (200, {"status": "ok", "consumer": "consuming", "loop_age_seconds": 9.0})
+    clock.now += 2
+    code, body = state.health()
+    assert code == 503
+    assert body["reasons"] == ["consumer loop stalled for 11.0s"]
+    state.draining = True  # draining: the loop is closed on purpose
+    assert state.health()[0] == 200
+
+
+def test_ready_needs_consuming_a_live_loop_reachable_redis_and_no_drain() -> None:
+    clock = Clock()
+    checks: dict[str, Any] = {"broker": lambda: None, "state_store": lambda: None}
+    state = OpsState(stale_seconds=10, clock=clock, checks=checks)
+    assert state.readiness() == (503, {"status": "fail", "reasons": ["not consuming"],
+                                       "checks": {"broker": "ok", "state_store": "ok"}})
+    state.consuming = True
+    state.beat()
+    assert state.readiness()[0] == 200
+    checks["state_store"] = failing
+    code, body = state.readiness()
+    assert code == 503
+    assert body["reasons"] == ["state_store: ConnectionError: Connection refused"]
+    assert body["checks"]["broker"] == "ok"
+    checks["state_store"] = lambda: None
+    state.draining = True
+    assert state.readiness()[1]["reasons"] == ["draining: the worker is shutting down"]
+    state.draining = False
+    clock.now += 11
+    assert state.readiness()[1]["reasons"] == ["consumer loop stalled"]
+
+
+@pytest.fixture
+def server() -> Iterator[OpsServer]:
+    state = OpsState(consuming=True, checks={"broker": lambda: None})
+    state.beat()
+    srv = OpsServer(OpsConfig(port=0, host="127.0.0.1"), state, lambda: b"stalwart_up 1\n").start()
+    yield srv
+    srv.stop()
+
+
+def get(server: OpsServer, path: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=5) as resp:
+            return resp.status, resp.headers["Content-Type"], resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers["Content-Type"], err.read().decode()
+
+
+def test_endpoints_answer_json_and_prometheus_text(server: OpsServer) -> None:
+    code, ctype, body = get(server, "/healthz")
+    assert (code, ctype, json.loads(body)["status"]) == (200, "application/json", "ok")
+    code, _, body = get(server, "/readyz")
+    assert (code, json.loads(body)["checks"]) == (200, {"broker": "ok"})
+    code, ctype, body = get(server, "/metrics")
+    assert (code, body) == (200, "stalwart_up 1\n")
+    assert ctype.startswith("text/plain")
+    server.state.draining = True
+    code, _, body = get(server, "/readyz")
+    assert code == 503
+    assert json.loads(body)["reasons"] == ["draining: the worker is shutting down"]
+    assert get(server, "/nope")[0] == 404
