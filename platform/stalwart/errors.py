@@ -35,3 +35,11 @@ class RetryAfter(Exception):
             raise ConfigurationError(f"RetryAfter seconds must be >= 0, got {seconds!r}")
         self.seconds = float(seconds)
         super().__init__(message or f"retry after {self.seconds:g}s")
+
+
+class LimitExceeded(RetryAfter):
+    """A rate or concurrency limit used inside a task body is exhausted: retry after the wait."""
+
+
+class CircuitOpen(RetryAfter):
+    """A breaker used inside a task body is open: retry after the wait (or catch it and degrade)."""

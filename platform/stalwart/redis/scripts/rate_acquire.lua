@@ -1,0 +1,62 @@
+-- GCRA rate limit with reservations, one atomic decision. Time from Redis TIME.
+-- KEYS[1] state hash: tat (scheduling TAT, includes reserved slots), gtat (grant TAT),
+--         granted, denied, reserved (counters)
+-- KEYS[2] reservations zset: member -> slot (ms) reserved for a deferred job
+-- ARGV: interval_ms (float), burst, member ('' = no reservation), late_ms
+-- Returns {granted 0/1, wait_ms (string, 3 decimals), how}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local T = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local member = ARGV[3]
+local late = tonumber(ARGV[4])
+local tol = T * burst
+local f = redis.call('HMGET', KEYS[1], 'tat', 'gtat')
+local tat = math.max(tonumber(f[1]) or now, now)
+local gtat = math.max(tonumber(f[2]) or now, now)
+
+local function keep(ms)
+  redis.call('PEXPIRE', KEYS[1], math.ceil(ms + tol + 60000))
+end
+local function grant(new_tat, how)
+  local new_gtat = gtat + T
+  redis.call('HSET', KEYS[1], 'tat', string.format('%.3f', new_tat), 'gtat', string.format('%.3f', new_gtat))
+  redis.call('HINCRBY', KEYS[1], 'granted', 1)
+  keep(math.max(new_tat, new_gtat) - now)
+  return {1, '0', how}
+end
+local function deny(wait, how)
+  redis.call('HINCRBY', KEYS[1], 'denied', 1)
+  return {0, string.format('%.3f', math.max(wait, 0)), how}
+end
+
+-- Drop reservations whose holder never came back (or came back far too late).
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. string.format('%.3f', now - late))
+local grant_wait = gtat + T - tol - now  -- > 0: granting now would break the bound on grants
+
+if member ~= '' then
+  local slot = tonumber(redis.call('ZSCORE', KEYS[2], member))
+  if slot then
+    if now < slot then return deny(slot - now, 'early') end
+    if grant_wait > 0 then return deny(grant_wait, 'spacing') end
+    redis.call('ZREM', KEYS[2], member)
+    return grant(tat, 'reserved')
+  end
+end
+
+local new_tat = tat + T
+local wait = new_tat - tol - now
+if wait <= 0 and grant_wait <= 0 then
+  return grant(new_tat, 'fresh')
+end
+if member == '' then
+  return deny(math.max(wait, grant_wait), 'limited')
+end
+-- Reserve the next conforming slot for this job, so waiting jobs come back spread out.
+local slot = new_tat - tol
+redis.call('HSET', KEYS[1], 'tat', string.format('%.3f', new_tat))
+redis.call('HINCRBY', KEYS[1], 'reserved', 1)
+redis.call('ZADD', KEYS[2], string.format('%.3f', slot), member)
+redis.call('PEXPIRE', KEYS[2], math.ceil(slot - now + late + 60000))
+keep(new_tat - now)
+return deny(math.max(slot - now, grant_wait), 'reserved')
