@@ -184,6 +184,10 @@ class Stalwart(celery.Celery):
         retention) returns the existing task's result handle and publishes nothing.
         """
         successor = bool(options.pop("stalwart_successor", False))
+        task = self.tasks.get(name)
+        if not successor and "idempotency_key" not in options and isinstance(task, StalwartTask) \
+                and task.idempotency_key is not None:
+            options["idempotency_key"] = task.derive_key(tuple(args or ()), dict(kwargs or {}))
         meta = enqueue_mod.translate(options)
         if meta.key is None or successor:
             return super().send_task(name, args, kwargs, **options)
@@ -197,6 +201,12 @@ class Stalwart(celery.Celery):
         except BaseException:
             self.stalwart.redis.delete(self.stalwart.keys.idem(meta.key))
             raise
+
+    def enqueue_many(self, task: Any, jobs: Any, **kwargs: Any) -> list[Any]:
+        """Enqueue many ``(args, kwargs[, options])`` jobs in one pipeline (see stalwart.bulk)."""
+        from .bulk import enqueue_many  # noqa: PLC0415 - bulk imports this module's types
+
+        return enqueue_many(self, task, jobs, **kwargs)
 
     def claim_key(self, key: str, task_id: str) -> str:
         """The task id that owns ``key``: ``task_id`` when this call claimed it."""

@@ -22,6 +22,7 @@ from celery.exceptions import Retry as CeleryRetry
 from .dlq import DeadLetter
 from .enqueue import current_trace
 from .errors import StalwartError
+from .idempotency import Claim, holding
 from .job import HEADER, JobContext, Meta, Outcome, now_ms
 from .permits import Decision, PermitPolicy
 from .redis.scripts import load_script
@@ -194,7 +195,8 @@ class Delivery:
 
     def execute(self) -> Any:
         try:
-            with self.runtime.leases.hold(self.ctx.job_key, self.owner):
+            claim = Claim(self.runtime.redis, self.job_hash, self.owner, self._ttl_ms())
+            with self.runtime.leases.hold(self.ctx.job_key, self.owner), holding(claim):
                 result = self.task.run(*self.ctx.args, **self.ctx.kwargs)
         except (Ignore, Reject):
             self.release_permits(Outcome("skipped", self.ctx.elapsed()))

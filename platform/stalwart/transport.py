@@ -81,15 +81,20 @@ class Channel(kombu_redis.Channel):
         if not delay or int(delay) <= 0:
             super()._put(queue, message, **kwargs)
             return
-        kwargs.pop("_publish_batch", None)
+        batch = kwargs.pop("_publish_batch", None)
         list_key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
         keys = self._stalwart_keys
+        script = load_script("delayed_schedule")
+        script_keys = [keys.delayed(list_key), keys.registry("delayed")]
+        script_args = [int(delay), json.dumps(message), list_key]
         with self.conn_or_acquire() as client:
-            load_script("delayed_schedule")(
-                client,
-                [keys.delayed(list_key), keys.registry("delayed")],
-                [int(delay), json.dumps(message), list_key],
-            )
+            if batch is not None:  # a bulk enqueue: schedule in the producer's pipeline
+                if not getattr(batch, "stalwart_scripts_loaded", False):
+                    script.ensure_loaded(client)
+                    batch.stalwart_scripts_loaded = True
+                batch.add("evalsha", script.sha, len(script_keys), *script_keys, *script_args)
+                return
+            script(client, script_keys, script_args)
 
     def _brpop_read(self, **options: Any) -> bool:
         try:

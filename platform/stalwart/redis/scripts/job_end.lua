@@ -4,6 +4,9 @@
 -- done/dead are final; waiting means a successor message (retry, deferral) was published.
 local job = KEYS[1]
 local outcome = ARGV[2]
+-- done is final: a body that committed its effect (stalwart.idempotency) and then failed
+-- must not hand the job back to run again.
+if outcome ~= 'done' and redis.call('HGET', job, 'state') == 'done' then return 0 end
 if outcome == 'done' then
   redis.call('HSET', job, 'state', 'done', 'result', ARGV[3], 'deliveries', 0)
   redis.call('HDEL', job, 'owner', 'lease')
