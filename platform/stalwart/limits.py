@@ -324,3 +324,34 @@ class LeaseRenewer:
 
 
 RENEWER = LeaseRenewer()
+
+
+def limit_names(client: Any, keys: Keys) -> list[str]:
+    return sorted(decode(n) for n in client.smembers(keys.registry("limits")))
+
+
+def limit_status(client: Any, keys: Keys, name: str) -> dict[str, Any] | None:
+    """What an operator needs to see about one limit; None when no limit has that name."""
+    config = {decode(k): decode(v) for k, v in client.hgetall(keys.limit(name, "config")).items()}
+    if not config:
+        return None
+    sec, usec = client.time()
+    now_ms = int(sec) * 1000 + int(usec) / 1000
+    out: dict[str, Any] = {"name": name, **config}
+    if config.get("type") == "rate":
+        state = {decode(k): decode(v) for k, v in client.hgetall(keys.limit(name, "gcra")).items()}
+        tat = float(state.get("tat", 0) or 0)
+        out.update(
+            granted=int(state.get("granted", 0)), denied=int(state.get("denied", 0)),
+            reserved_total=int(state.get("reserved", 0)),
+            waiting=int(client.zcard(keys.limit(name, "reserved"))),
+            backlog_seconds=round(max(0.0, tat - now_ms) / 1000, 3),
+        )
+    else:
+        stats = {decode(k): decode(v) for k, v in client.hgetall(keys.limit(name, "stats")).items()}
+        out.update(
+            holders=int(client.zcount(keys.limit(name, "holders"), f"({now_ms:.0f}", "+inf")),
+            granted=int(stats.get("granted", 0)), denied=int(stats.get("denied", 0)),
+            reclaimed=int(stats.get("reclaimed", 0)), avg_hold_ms=int(stats.get("avg_ms", 0)),
+        )
+    return out
