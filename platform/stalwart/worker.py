@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING, Any
 from celery import bootsteps
 from celery.worker import state as worker_state
 
+from . import logs, reporting
 from .delayed import Mover
+from .presence import Presence
+from .switches import SwitchBoard
 from .visibility import VisibilityKeeper
 
 if TYPE_CHECKING:
@@ -33,6 +36,7 @@ class StalwartStep(bootsteps.StartStopStep):
         super().__init__(parent, **kwargs)
         self.mover: Mover | None = None
         self.keeper: VisibilityKeeper | None = None
+        self.presence: Presence | None = None
 
     def start(self, parent: Any) -> None:
         app: Stalwart = parent.app
@@ -47,9 +51,11 @@ class StalwartStep(bootsteps.StartStopStep):
             interval=max(0.5, options.get("visibility_timeout", 15) / 3),
         )
         self.keeper.start()
+        self.presence = Presence(runtime.redis, runtime.keys, parent.hostname)
+        self.presence.start()
 
     def stop(self, parent: Any) -> None:
-        for part in (self.mover, self.keeper):
+        for part in (self.mover, self.keeper, self.presence):
             if part is not None:
                 part.stop()
 
@@ -60,6 +66,9 @@ def install(app: Stalwart) -> None:
     from .metrics import MetricsHook  # noqa: PLC0415
 
     app.steps["worker"].add(StalwartStep)
+    logs.install()
+    reporting.install(app)
+    app.stalwart.switches = SwitchBoard(lambda: app.stalwart.redis, app.stalwart.keys)
     app.steps["worker"].add(ops.OpsStep)
     app.steps["consumer"].add(ops.Heartbeat)
     app.stalwart.hooks.add(MetricsHook())

@@ -16,7 +16,7 @@ import redis
 
 from ..errors import StalwartError
 
-COMMANDS = ["dlq", "dev", "breaker", "limits"]
+COMMANDS = ["dlq", "dev", "switch", "status", "breaker", "limits"]
 
 
 def build_parser() -> argparse.ArgumentParser:
