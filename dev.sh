@@ -13,6 +13,15 @@ PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
+quiet_pip() {
+  # pip's output goes to a log, shown only when pip fails.
+  if ! "$VENV/bin/python" -m pip "$@" > "$VENV/pip.log" 2>&1; then
+    cat "$VENV/pip.log" >&2
+    echo "dev.sh: pip $* failed (log above, also in $VENV/pip.log)" >&2
+    exit 2
+  fi
+}
+
 setup() {
   if [ ! -x "$VENV/bin/python" ]; then
     if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
@@ -24,13 +33,13 @@ setup() {
       echo "dev.sh: '$PYTHON -m venv' failed (on Debian/Ubuntu: apt install python3-venv)" >&2
       exit 2
     fi
-    "$VENV/bin/python" -m pip install -q --upgrade pip
+    quiet_pip install --upgrade pip
   fi
   local stamp="$VENV/.stalwart-installed" want
   want=$("$VENV/bin/python" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())' < pyproject.toml)
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -x "$VENV/bin/stalwart" ]; then
     echo "dev.sh: installing stalwart and its dev tools into $VENV" >&2
-    "$VENV/bin/python" -m pip install -q -e '.[dev]'
+    quiet_pip install -e '.[dev]'
     echo "$want" > "$stamp"
   fi
 }

@@ -32,6 +32,7 @@ class Output:
 
     def __init__(self, proc: subprocess.Popen[str]) -> None:
         self.lines: list[str] = []
+        self.proc = proc
         assert proc.stdout is not None
         self._stream = proc.stdout
         threading.Thread(target=self._read, daemon=True).start()
@@ -45,7 +46,15 @@ class Output:
         return "\n".join(self.lines)
 
     def wait_for(self, needle: str, timeout: float) -> None:
-        wait_until(lambda: needle in self.text, timeout, 0.1, f"no {needle!r} in:\n{self.text}")
+        def seen() -> bool:
+            if needle in self.text:
+                return True
+            if self.proc.poll() is not None:
+                time.sleep(0.2)  # let the reader thread catch the last lines
+                raise AssertionError(f"exited {self.proc.returncode} before {needle!r}:\n{self.text}")
+            return False
+
+        wait_until(seen, timeout, 0.1, f"no {needle!r} in:\n{self.text}")
 
 
 def _descendants(root: int) -> set[int]:
