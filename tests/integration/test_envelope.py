@@ -123,6 +123,16 @@ def test_hard_time_limit_kills_the_child_and_the_job_ends_as_poison(
     assert_serving(app, worker, r)
 
 
+def test_child_dying_mid_job_is_redelivered_then_poison(
+    app: Stalwart, worker: WorkerProcess, r: redis.Redis
+) -> None:
+    result = app.send_task(JOBS + "crash", args=["pill"])
+    entry = dead_letter(app, result.id, timeout=50)
+    assert entry.reason == "poison"
+    assert count(r, "attempts:pill") == 3  # max_deliveries=3: each delivery killed its child
+    assert_serving(app, worker, r)
+
+
 # -- deadlines ----------------------------------------------------------------------------------
 
 
