@@ -56,8 +56,8 @@ class JobMetrics:
                                     ["task", "reason"], registry=None)
         self.worker_lost = Counter("stalwart_worker_lost", "Jobs whose pool child died mid-job",
                                    ["task"], registry=None)
-        self.redis_errors = Counter("stalwart_redis_errors", "Redis errors met by a component",
-                                    ["component"], registry=None)
+        self.redis_errors = Counter("stalwart_redis_errors", "State-store errors met by a limit or breaker",
+                                    ["policy"], registry=None)
 
 
 class MetricsHook(Hook):
@@ -66,6 +66,7 @@ class MetricsHook(Hook):
     def __init__(self) -> None:
         self._metrics: JobMetrics | None = None
         self._value_class: Any = None
+        self._errors_seen: dict[str, int] = {}
 
     @property
     def metrics(self) -> JobMetrics:
@@ -80,6 +81,7 @@ class MetricsHook(Hook):
         m.jobs.labels(ctx.task_name, outcome.kind).inc()
         if outcome.kind in _TIMED:
             m.duration.labels(ctx.task_name).observe(outcome.duration)
+        self.sync_redis_errors()
 
     def on_retry(self, ctx: JobContext, exc: BaseException, delay: float) -> None:
         self.metrics.retries.labels(ctx.task_name).inc()
@@ -93,9 +95,22 @@ class MetricsHook(Hook):
     def on_worker_lost(self, task_name: str, task_id: str, reason: str, headers: dict[str, Any]) -> None:
         self.metrics.worker_lost.labels(task_name).inc()
 
-    def redis_error(self, component: str) -> None:
-        """Count a Redis error met by ``component`` (limits, breakers, ...)."""
-        self.metrics.redis_errors.labels(component).inc()
+    def sync_redis_errors(self) -> None:
+        """Carry this process's new limit/breaker Redis errors into the shared counter."""
+        for policy, count in policy_redis_errors().items():
+            seen = self._errors_seen.get(policy, 0)
+            if count > seen:
+                self.metrics.redis_errors.labels(policy).inc(count - seen)
+            self._errors_seen[policy] = count
+
+
+def policy_redis_errors() -> dict[str, int]:
+    """Per-process Redis error counts of limits and breakers, when stalwart.limits keeps them."""
+    try:
+        from .limits import redis_errors  # noqa: PLC0415 - optional: read only if it exists
+    except ImportError:
+        return {}
+    return redis_errors()
 
 
 def enable_multiprocess(base: str | None = None) -> Path:
@@ -211,7 +226,7 @@ class StateCollector:
         return [gauge]
 
 
-BREAKER_STATES = ("closed", "half_open", "open")
+BREAKER_STATES = ("closed", "half_open", "open", "forced_open")
 
 
 def breaker_state(client: redis.Redis, key: str) -> str:

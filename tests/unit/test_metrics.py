@@ -139,3 +139,16 @@ def test_state_collector_reports_an_unreachable_redis_instead_of_failing() -> No
     text = metrics.exposition(None, StateCollector(runtime)).decode()
     assert value(text, "stalwart_state_store_up") == 0
     assert "stalwart_dlq_size" not in text
+
+
+def test_policy_redis_errors_reach_the_shared_counter_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    counts = {"stripe": 2}
+    monkeypatch.setattr(metrics, "policy_redis_errors", lambda: dict(counts))
+    hook = MetricsHook()
+    hook.after_job(ctx(), Outcome("deferred", reason="breaker stripe open"))
+    counts["stripe"] = 3
+    hook.after_job(ctx(), Outcome("succeeded", 0.1))
+    hook.after_job(ctx(), Outcome("succeeded", 0.1))
+    registry = CollectorRegistry()
+    registry.register(hook.metrics.redis_errors)
+    assert registry.get_sample_value("stalwart_redis_errors_total", {"policy": "stripe"}) == 3
