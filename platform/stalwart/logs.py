@@ -67,10 +67,27 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str, ensure_ascii=False)
 
 
+class TextFormatter(logging.Formatter):
+    """A readable line for local runs; job fields show as ``-`` outside a job."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        missing = [k for k in JOB_FIELDS if getattr(record, k, None) is None]
+        for name in missing:
+            setattr(record, name, "-")
+        try:
+            return super().format(record)
+        finally:
+            for name in missing:
+                setattr(record, name, None)
+
+
 def formatter(env: Mapping[str, str] | None = None) -> logging.Formatter:
     """The formatter ``STALWART_LOG_FORMAT`` asks for (``json`` unless ``text``)."""
     fmt = (os.environ if env is None else env).get("STALWART_LOG_FORMAT", "json").lower()
-    return logging.Formatter(TEXT_FORMAT) if fmt == "text" else JsonFormatter()
+    return TextFormatter() if fmt == "text" else JsonFormatter()
 
 
 def configure(logger: logging.Logger, env: Mapping[str, str] | None = None) -> None:

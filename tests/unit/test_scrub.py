@@ -1,0 +1,60 @@
+"""Secret scrubbing and Sentry event filtering, as pure functions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stalwart import reporting
+from stalwart.scrub import FILTERED, is_secret, scrub, secret_values
+
+
+@pytest.mark.parametrize("key", ["password", "DB_PASSWORD", "api_key", "X-Api-Token", "Authorization",
+                                 "card_number", "cvv", "pan", "user.ssn", "session_id", "Cookie", "client_secret"])
+def test_secret_names(key: str) -> None:
+    assert is_secret(key)
+
+
+@pytest.mark.parametrize("key", ["user", "amount", "company", "span", "idempotency_key", "trace_id", "queue"])
+def test_ordinary_names(key: str) -> None:
+    assert not is_secret(key)
+
+
+def test_scrub_filters_keys_recursively_and_cuts_secret_values_from_text() -> None:
+    event = {
+        "contexts": {"job": {"arguments": {"user": "ada", "password": "hunter22", "nested": [{"token": "t0k3n"}]}}},
+        "message": "login for ada with hunter22 failed",
+        "breadcrumbs": {"values": [{"message": "sent t0k3n", "data": {"Authorization": "Bearer x"}}]},
+    }
+    clean = scrub(event, secret_values(event))
+    arguments = clean["contexts"]["job"]["arguments"]
+    assert arguments == {"user": "ada", "password": FILTERED, "nested": [{"token": FILTERED}]}
+    assert clean["message"] == f"login for ada with {FILTERED} failed"
+    assert clean["breadcrumbs"]["values"][0] == {"message": f"sent {FILTERED}", "data": {"Authorization": FILTERED}}
+
+
+def test_short_secret_values_are_not_cut_from_text() -> None:
+    assert secret_values({"pin": "12"}) == set()
+
+
+def celery_event(task_id: str) -> dict[str, Any]:
+    exception = {"values": [{"type": "E", "mechanism": {"type": "celery"}}]}
+    return {"exception": exception, "tags": {"celery_task_id": task_id}}
+
+
+def test_the_celery_integration_copy_of_a_reported_job_is_dropped() -> None:
+    reporting.remember("job-1")
+    assert reporting.before_send(celery_event("job-1"), {}) is None
+    assert reporting.before_send(celery_event("job-2"), {}) is not None
+    ours = {"exception": {"values": [{"type": "E", "mechanism": {"type": "generic"}}]}, "tags": {"task_id": "job-1"}}
+    assert reporting.before_send(ours, {}) is not None
+
+
+def test_named_arguments_bind_positional_values_to_parameter_names() -> None:
+    class Task:
+        def run(self, user: str, password: str, token: str | None = None) -> None: ...
+
+    assert reporting.named_arguments(Task(), ["ada", "pw"], {"token": "t"}) == {"user": "ada", "password": "pw",
+                                                                             "token": "t"}
+    assert reporting.named_arguments(None, ["ada"], {"k": 1}) == {"args": ["ada"], "k": 1}
