@@ -9,8 +9,9 @@ connection is shared across a fork) and flush it on shutdown. :class:`SentryHook
   grouped by task and exception type, with every earlier attempt as a breadcrumb;
 * a worker lost mid-job or killed by the hard time limit (main process).
 
-One event per job and message: the first loss of a message is reported, and its later losses
-and the ``poison`` verdict they lead to are not (a Redis ``SET NX`` marker per message decides).
+One event per job that dies: the first loss of a message is reported, and its later losses and
+the ``poison`` verdict they lead to are not; any other dead-letter reason is reported once per
+message (Redis ``SET NX`` markers per message decide; without Redis, report rather than miss).
 The Celery integration would report a dead job's re-raised exception a second time; those
 events are dropped in ``before_send``. Log records become breadcrumbs, never events.
 """
@@ -119,7 +120,7 @@ class SentryHook(Hook):
     def on_dead_letter(self, entry: DeadLetter, exc: BaseException | None) -> None:
         remember(entry.task_id)
         meta = Meta.from_header(entry.headers.get(HEADER, entry.headers))  # message headers or the job's
-        if not self.first_report(entry.task_id, meta):
+        if not self.first_report(entry.task_id, meta, "lost" if entry.reason == "poison" else "dead"):
             return
         ctx = current_job.get()
         tags = {
@@ -139,7 +140,7 @@ class SentryHook(Hook):
 
     def on_worker_lost(self, task_name: str, task_id: str, reason: str, headers: dict[str, Any]) -> None:
         meta = Meta.from_header(headers.get(HEADER))
-        if not self.first_report(task_id, meta):
+        if not self.first_report(task_id, meta, "lost"):
             return
         kind = "TimeLimitExceeded" if reason.startswith("hard time limit") else "WorkerLostError"
         tags = {
@@ -150,12 +151,12 @@ class SentryHook(Hook):
         context = {"hostname": headers.get("hostname"), "detail": reason}
         _capture(tags, {}, context, [task_name, kind], None, f"{task_name}: {reason}", meta.history)
 
-    def first_report(self, task_id: str | None, meta: Meta) -> bool:
-        """True the first time this message of this job is reported (fails open without Redis)."""
+    def first_report(self, task_id: str | None, meta: Meta, kind: str) -> bool:
+        """True the first time this message of this job is reported as ``kind`` (lost/dead)."""
         if not task_id:
             return True
         runtime = self.app.stalwart
-        marker = f"{runtime.keys.job(job_key_for(meta, task_id))}:reported:{meta.msg}"
+        marker = f"{runtime.keys.job(job_key_for(meta, task_id))}:reported:{kind}:{meta.msg}"
         try:
             return bool(runtime.redis.set(marker, 1, nx=True, ex=int(runtime.settings.done_ttl_seconds)))
         except redis.RedisError as exc:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
+import fakeredis
 import pytest
 
 from stalwart import reporting
+from stalwart.job import Meta
+from stalwart.keys import Keys
 from stalwart.scrub import FILTERED, is_secret, scrub, secret_values
+from stalwart.settings import Settings
 
 
 @pytest.mark.parametrize("key", ["password", "DB_PASSWORD", "api_key", "X-Api-Token", "Authorization",
@@ -58,3 +63,15 @@ def test_named_arguments_bind_positional_values_to_parameter_names() -> None:
     assert reporting.named_arguments(Task(), ["ada", "pw"], {"token": "t"}) == {"user": "ada", "password": "pw",
                                                                              "token": "t"}
     assert reporting.named_arguments(None, ["ada"], {"k": 1}) == {"args": ["ada"], "k": 1}
+
+
+def test_one_report_per_message_a_poison_verdict_after_a_reported_loss_adds_none() -> None:
+    runtime = types.SimpleNamespace(keys=Keys("t"), redis=fakeredis.FakeRedis(), settings=Settings())
+    hook = reporting.SentryHook(types.SimpleNamespace(stalwart=runtime))  # type: ignore[arg-type]
+    meta = Meta()
+    assert hook.first_report("job-1", meta, "lost")
+    assert not hook.first_report("job-1", meta, "lost")  # a second kill, or the poison verdict
+    assert hook.first_report("job-1", meta, "dead")  # another way to die is still reported once
+    assert not hook.first_report("job-1", meta, "dead")
+    assert hook.first_report("job-1", Meta(), "lost")  # a replay is a new message
+    assert hook.first_report(None, meta, "dead")  # bad messages without a task id: always
