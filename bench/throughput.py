@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis
 
@@ -48,6 +49,7 @@ class Run:
     n: int
     seconds: float
     per_job: dict[str, float]
+    cpu_ms: dict[str, float]  # CPU per job: redis-server, worker main process, pool children
 
     @property
     def rate(self) -> float:
@@ -108,6 +110,31 @@ class Tally:
                     current[name] += 1
 
 
+def _ticks(pid: int) -> int:
+    """utime + stime of one live process, in clock ticks (0 when it is gone or not Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def cpu_snapshot(redis_pid: int, worker_pid: int) -> dict[str, int]:
+    """CPU ticks so far of redis-server, the worker's main process and its pool children."""
+    return {
+        "redis": _ticks(redis_pid),
+        "main": _ticks(worker_pid),
+        "children": sum(_ticks(c) for c in _children(worker_pid)),
+    }
+
+
 def enqueuer(side: str, url: str) -> Callable[[int], None]:
     """A function that publishes n no-op jobs the way an app of that side would."""
     if side == "plain":
@@ -142,9 +169,12 @@ def drain(side: str, n: int, server: RedisServer, enqueue: Callable[[int], None]
             time.sleep(0.002)
         client.echo("begin:jobs")
         start = time.perf_counter()
+        pids = (server.process.pid if server.process else 0, worker.process.pid if worker.process else 0)
+        cpu_before = cpu_snapshot(*pids)
         while backlog(client):
             time.sleep(0.002)
         seconds = time.perf_counter() - start
+        cpu = cpu_snapshot(*pids)
         client.echo("end")
         if tally is not None:
             client.echo("begin:idle")
@@ -159,7 +189,9 @@ def drain(side: str, n: int, server: RedisServer, enqueue: Callable[[int], None]
         jobs, idle = tally.windows.get("jobs", Counter()), tally.windows.get("idle", Counter())
         per_job = {k: max(0.0, (v - idle[k] * seconds) / n) for k, v in jobs.items()}
         per_job = {k: v for k, v in per_job.items() if v >= 0.005}
-    return Run(side, n, seconds, per_job)
+    tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+    cpu_ms = {k: (cpu[k] - cpu_before[k]) * tick_ms / n for k in cpu}
+    return Run(side, n, seconds, per_job, cpu_ms)
 
 
 def report(runs: list[Run], counted: dict[str, Run]) -> float:
@@ -167,8 +199,9 @@ def report(runs: list[Run], counted: dict[str, Run]) -> float:
     best = {s: max((r for r in runs if r.side == s), key=lambda r: r.rate) for s in SIDES}
     for side in SIDES:
         rates = [r.rate for r in runs if r.side == side]
+        cpu = ", ".join(f"{k}={v:.2f}" for k, v in best[side].cpu_ms.items())
         print(f"{side:9s} best {best[side].rate:6.0f} jobs/s  median {statistics.median(rates):6.0f}"
-              f"  runs {', '.join(f'{x:.0f}' for x in rates)}")
+              f"  runs {', '.join(f'{x:.0f}' for x in rates)}  cpu ms/job: {cpu}")
     for side, run in counted.items():
         calls = ", ".join(f"{k}={v:.2f}" for k, v in sorted(run.per_job.items()))
         print(f"{side:9s} round trips/job by command: {calls}")
