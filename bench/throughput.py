@@ -107,7 +107,7 @@ class Tally:
                     in_tx.discard(who)
                     current["exec"] += 1
                 elif who not in in_tx:
-                    current[name] += 1
+                    current[_label(name, rest)] += 1
 
 
 def _ticks(pid: int) -> int:
@@ -133,6 +133,13 @@ def cpu_snapshot(redis_pid: int, worker_pid: int) -> dict[str, int]:
         "main": _ticks(worker_pid),
         "children": sum(_ticks(c) for c in _children(worker_pid)),
     }
+
+
+def _label(name: str, rest: str) -> str:
+    """A command's name; for PUBLISH also the event it carries (``publish:task.started``)."""
+    if name != "publish":
+        return name
+    return f"publish:{rest.split(' ', 1)[0].rsplit('/', 1)[-1].removeprefix('0.celeryev')}"
 
 
 def enqueuer(side: str, url: str) -> Callable[[int], None]:
