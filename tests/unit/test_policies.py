@@ -21,12 +21,15 @@ def app() -> Stalwart:
 
 
 def declare(app: Stalwart, **options: Any) -> Any:
-    """Declare a task eagerly (lazy=False) so validation runs at once."""
+    """Declare a task eagerly (lazy=False) so validation runs at once.
+
+    ``shared=False``: a shared task would be declared again in every app created later.
+    """
 
     def job(order_id: str, amount: int = 0) -> None:
         """A task body."""
 
-    return app.task(lazy=False, **options)(job)
+    return app.task(lazy=False, shared=False, **options)(job)
 
 
 # -- unknown options ----------------------------------------------------------------------------
@@ -43,7 +46,7 @@ def test_unknown_option_names_the_option_and_every_known_one(app: Stalwart) -> N
 
 
 def test_unknown_option_fails_when_a_lazy_task_is_first_used(app: Stalwart) -> None:
-    @app.task(max_retrys=3)
+    @app.task(max_retrys=3, shared=False)
     def job() -> None:
         """A task body."""
 
