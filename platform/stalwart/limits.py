@@ -2,7 +2,8 @@
 
 ``RateLimit`` is GCRA with time from Redis ``TIME`` and an exact retry-after. A job the limit
 defers reserves the next free slot, so a backlog comes back spread out at the limit's pace instead
-of all at once; actual grants obey a second GCRA, so grants never exceed ``rate * t + burst``.
+of all at once (and each deferred job is usually deferred once). Slots obey ``rate * t + burst``
+exactly; actual grants obey a second GCRA with a small ``slack`` for jobs that return late.
 ``Concurrency`` hands out leased slots (a sorted set of lease ids scored by expiry), renewed while
 the job runs: the slot of a holder that died comes back when its lease runs out.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import re
 import threading
@@ -43,6 +45,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 FailMode = Literal["open", "closed"]
 UNAVAILABLE = "state store unavailable"
 PERMIT_TIMEOUT = 0.5  # seconds: a permit decision never waits long on a sick Redis
+HAND_ON_MS = 250  # a reserved slot its job is this late for goes to the next job that asks
 CLOSED_RETRY = 1.0  # seconds a fail-closed policy defers for while Redis is unreachable
 STORE_ERRORS = (redis.RedisError, RedisClusterException)
 
@@ -208,6 +211,16 @@ class RateLimit(SharedPolicy):
         """The emission interval: one call every this many milliseconds."""
         return self.period * 1000 / self.count
 
+    @property
+    def slack(self) -> int:
+        """Grants a sliding window may see beyond ``rate * t + burst``: 0.1 s worth, at least 1.
+
+        Deferred jobs come back for their reserved slots a little late (mover tick, queue wait);
+        without slack each late grant would push every later slot back. Counted from the
+        limit's first use the bound stays exactly ``rate * t + burst``.
+        """
+        return max(1, math.ceil(self.count / self.period * 0.1))
+
     def config(self) -> dict[str, str]:
         return {"type": "rate", "rate": self.rate, "burst": str(self.burst),
                 "interval_ms": f"{self.interval_ms:.3f}", "on_redis_error": self.on_redis_error}
@@ -218,7 +231,7 @@ class RateLimit(SharedPolicy):
         granted, wait_ms, _how = load_script("rate_acquire")(
             client,
             [keys.limit(self.name, "gcra"), keys.limit(self.name, "reserved")],
-            [f"{self.interval_ms:.6f}", self.burst, member, f"{late_ms:.0f}"],
+            [f"{self.interval_ms:.6f}", self.burst, member, f"{late_ms:.0f}", self.slack, HAND_ON_MS],
         )
         if int(granted):
             return Decision.grant()
