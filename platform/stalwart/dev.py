@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -264,8 +265,20 @@ def watch_demo(redis_url: str, sent: Mapping[str, DemoJob], stop: threading.Even
         emit("demo: all demo jobs settled")
 
 
+def cli_command() -> str:
+    """How to call ``stalwart`` from another shell: the bare name if it is on PATH."""
+    if shutil.which("stalwart"):
+        return "stalwart"
+    script = Path(sys.executable).with_name("stalwart")
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
 def banner(stack: DevStack) -> list[str]:
     """Where to look, printed once everything is up."""
+    cli = cli_command()
     lines = [READY_LINE, ""]
     if stack.flower is not None:
         user, _, password = stack.flower_auth.split(",")[0].partition(":")
@@ -280,8 +293,8 @@ def banner(stack: DevStack) -> list[str]:
         "",
         "  In another shell:",
         f"    export STALWART_REDIS_URL={stack.redis_url}",
-        "    stalwart dlq ls",
-        "    stalwart status",
+        f"    {cli} dlq ls",
+        f"    {cli} status",
         "",
         "  processes: " + ", ".join(f"{k} {v}" for k, v in stack.pids().items()),
         "  Ctrl-C stops everything started here.",

@@ -148,3 +148,27 @@ def test_dev_runs_the_demo_and_stops_everything_on_ctrl_c(
     assert "stalwart dev: stopped" in out.text
     time.sleep(0.2)
     assert not [pid for pid in children if _alive(pid)]
+
+
+def test_dev_uses_the_redis_it_is_given(redis_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "STALWART_REDIS_URL": redis_url}
+    stalwart = Path(sys.executable).with_name("stalwart")
+    proc = subprocess.Popen(
+        [str(stalwart), "dev", "--no-flower", "--no-demo", "-c", "1"], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+    )
+    out = Output(proc)
+    try:
+        out.wait_for("stalwart dev: ready", 120)
+        assert f"export STALWART_REDIS_URL={redis_url}" in out.text
+        assert "redis-server" not in out.text
+        assert "Flower" not in out.text
+        children = _descendants(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        time.sleep(0.2)
+        assert not [pid for pid in children if _alive(pid)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
