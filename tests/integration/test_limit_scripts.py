@@ -106,7 +106,9 @@ def test_concurrency_slots_release_and_reclaim(r: redis.Redis) -> None:
     time.sleep(0.25)
     assert sem.renew(r, K, c.token)
     time.sleep(0.25)
-    assert sem.try_acquire(r, K, None).granted
+    d = sem.try_acquire(r, K, None)
+    assert d.granted
+    sem.give_back(r, K, d, Outcome("succeeded", 0.01))
     assert not sem.renew(r, K, b.token)
     assert int(r.hget(K.limit("db", "stats"), "reclaimed") or 0) == 1
 

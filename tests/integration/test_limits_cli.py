@@ -51,7 +51,7 @@ def test_breaker_ls_show_open_close_reset(runtime: Runtime, capsys: pytest.Captu
 
 def test_limits_ls_and_show(runtime: Runtime, capsys: pytest.CaptureFixture[str]) -> None:
     RateLimit("api", "5/s", burst=2).acquire(runtime, None)
-    Concurrency("db", 3).acquire(runtime, None)
+    db_permit = Concurrency("db", 3).acquire(runtime, None)
     rows = run_json(capsys, "limits", "ls")
     assert [r["name"] for r in rows] == ["api", "db"]  # type: ignore[attr-defined]
     api = run_json(capsys, "limits", "show", "api")
@@ -64,6 +64,7 @@ def test_limits_ls_and_show(runtime: Runtime, capsys: pytest.CaptureFixture[str]
     assert "5/s burst 2" in out
     assert "1 holding" in out
     assert main(["limits", "show", "missing"]) == 1
+    Concurrency("db", 3).release(runtime, None, db_permit, Outcome("succeeded", 0.01))
 
 
 def test_permit_store_is_short_timeout(runtime: Runtime) -> None:
