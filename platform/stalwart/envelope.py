@@ -21,7 +21,7 @@ from celery.exceptions import Retry as CeleryRetry
 
 from .dlq import DeadLetter
 from .enqueue import current_trace
-from .errors import StalwartError
+from .errors import CircuitOpen, LimitExceeded, StalwartError
 from .idempotency import Claim, holding
 from .job import HEADER, JobContext, Meta, Outcome, now_ms
 from .permits import Decision, PermitPolicy
@@ -204,6 +204,10 @@ class Delivery:
         except BaseException as exc:
             if not isinstance(exc, Exception) and type(exc).__name__ != "SoftTimeLimitExceeded":
                 raise  # SystemExit/KeyboardInterrupt: let the worker handle its own shutdown
+            if isinstance(exc, (LimitExceeded, CircuitOpen)):
+                # A limit or breaker used around one call in the body said "not now": a deferral,
+                # like a declared permit's, so it never uses up an attempt.
+                return self.on_denied(Decision.deny(exc.seconds, str(exc)))
             return self.fail(exc)
         return self.succeed(result)
 

@@ -96,9 +96,10 @@ def degradable(key: str) -> str:
     return "full"
 
 
-@shared_task
-def limited_in_body(key: str) -> None:
-    """Uses a limit around one call inside the body: a denial raises LimitExceeded (a retry)."""
+@shared_task(bind=True)
+def limited_in_body(self: Any, key: str) -> None:
+    """Uses a limit around one call inside the body: a denial defers the job, no attempt used."""
     r = _redis()
+    r.rpush(f"retries:{key}", self.request.retries)
     with RateLimit("in-body", "1/s").hold():
         r.incr(f"effect:{key}")

@@ -126,7 +126,7 @@ def test_breaker_deferred_jobs_keep_their_attempts_and_fallback_runs(
     assert dead_letters(app) == 0
 
 
-def test_limit_inside_a_body_retries_after_the_wait(
+def test_limit_inside_a_body_defers_without_using_an_attempt(
     app: Stalwart, make_worker: Callable[..., WorkerProcess], r: redis.Redis
 ) -> None:
     workers(make_worker, 1, concurrency=2)
@@ -134,3 +134,6 @@ def test_limit_inside_a_body_retries_after_the_wait(
         app.send_task(f"{JOBS}.limited_in_body", args=["b"])
     wait_until(lambda: int(r.get("effect:b") or 0) == 3, 30, message="in-body limited calls did not finish")
     assert dead_letters(app) == 0
+    retries = [int(x) for x in r.lrange("retries:b", 0, -1)]
+    assert len(retries) > 3, "the 1/s limit should have deferred some of the three calls"
+    assert set(retries) == {0}
