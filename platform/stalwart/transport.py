@@ -70,6 +70,8 @@ def _envelope_problem(message: object) -> str | None:
 class Channel(kombu_redis.Channel):
     """A kombu Redis channel with delayed publishing and the malformed-message guard."""
 
+    _stalwart_wait: str | None = None  # the one list being waited on with BLMOVE, if any
+
     @property
     def _stalwart_keys(self) -> Keys:
         options = getattr(self.connection.client, "transport_options", None) or {}
@@ -96,7 +98,33 @@ class Channel(kombu_redis.Channel):
                 return
             script(client, script_keys, script_args)
 
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        """Wait for a message without taking it (BLMOVE a list onto itself) when consuming one list.
+
+        The message is then taken by :meth:`_fetch` atomically with its unacked record, so a
+        worker killed in between loses nothing. Several lists (queues or priority steps) fall
+        back to kombu's BRPOP.
+        """
+        lists = [self._q_for_pri(q, pri) for pri in self.priority_steps for q in self.active_queues]
+        if len(lists) != 1:
+            self._stalwart_wait = None
+            super()._brpop_start(timeout)  # type: ignore[misc] # not in kombu's stubs
+            return
+        self._stalwart_wait = lists[0]
+        self._in_poll = self.client.connection
+        timeout = self.brpop_timeout if timeout is None else timeout
+        self.client.connection.send_command("BLMOVE", lists[0], lists[0], "RIGHT", "RIGHT", timeout or 0)
+
+    def _fetch(self, list_key: str) -> bytes | None:
+        """Take the oldest message of ``list_key`` and record it unacked, in one script."""
+        item: bytes | None = load_script("fetch")(
+            self.client, [list_key, self.unacked_key, self.unacked_index_key], []
+        )
+        return item
+
     def _brpop_read(self, **options: Any) -> bool:
+        if self._stalwart_wait:
+            return self._wait_read(self._stalwart_wait, **options)
         try:
             try:
                 dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
@@ -108,6 +136,25 @@ class Channel(kombu_redis.Channel):
             dest, item = dest__item
             dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
+            self.connection._deliver(decode_envelope(item, dest), dest)
+            return True
+        finally:
+            self._in_poll = None
+            flush = getattr(self, "_flush_brpop_reauth", None)
+            if flush is not None:
+                flush()
+
+    def _wait_read(self, list_key: str, **options: Any) -> bool:
+        try:
+            try:
+                woke = self.client.parse_response(self.client.connection, "BLMOVE", **options)
+                item = self._fetch(list_key) if woke else None
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                raise
+            if not item:
+                raise Empty()
+            dest = bytes_to_str(list_key).rsplit(self.sep, 1)[0]
             self.connection._deliver(decode_envelope(item, dest), dest)
             return True
         finally:
