@@ -70,6 +70,9 @@ class Stalwart(celery.Celery):
             "broker_transport": "stalwart.transport:Transport",
             "broker_transport_options": {
                 "visibility_timeout": max(2, math.ceil(recovery * 0.75)),
+                # One list per queue, so a worker takes a message and records it unacked in
+                # one script (stalwart.transport): a SIGKILL between the two cannot lose it.
+                "priority_steps": [0],
                 "unacked_restore_interval": max(1, math.ceil(recovery * 0.25)),
                 "stalwart_prefix": settings.prefix,
             },
@@ -84,6 +87,10 @@ class Stalwart(celery.Celery):
             "task_acks_on_failure": True,
             "task_acks_on_timeout": False,
             "worker_prefetch_multiplier": 1,
+            # SIGTERM is Celery's warm shutdown: stop fetching, finish in-flight jobs, hand the
+            # prefetched back. SIGQUIT (or SIGTERM with REMAP_SIGTERM=SIGQUIT) waits this long,
+            # then cancels and requeues what is still running; fits Kubernetes' default 30 s grace.
+            "worker_soft_shutdown_timeout": 25.0,
             "worker_send_task_events": True,
             "task_send_sent_event": True,
             "worker_consumer": "stalwart.consumer:Consumer",
