@@ -74,8 +74,8 @@ class Mover:
         while not self._stop.is_set():
             try:
                 sleep = self.tick()
-            except redis.RedisError as exc:
+            except Exception as exc:  # noqa: BLE001 - the mover must outlive any error
                 self.errors += 1
-                log.warning("delayed-set mover: Redis error, retrying: %s", exc)
+                log.warning("delayed-set mover: %s, retrying: %s", type(exc).__name__, exc)
                 sleep = min(5.0, self.interval * 10)
             self._stop.wait(sleep)

@@ -22,7 +22,7 @@ from celery.exceptions import Retry as CeleryRetry
 from .dlq import DeadLetter
 from .enqueue import current_trace
 from .errors import CircuitOpen, LimitExceeded, StalwartError
-from .idempotency import Claim, holding
+from .idempotency import Claim, holding, retry_redis
 from .job import HEADER, JobContext, Meta, Outcome, now_ms
 from .permits import Decision, PermitPolicy
 from .redis.scripts import load_script
@@ -320,16 +320,20 @@ class Delivery:
             countdown=max(delay, 0.001), retries=(req.retries or 0) + retries,
             headers={HEADER: meta.to_header()}, stalwart_successor=True,
         )
-        sig.apply_async()
+        try:
+            sig.apply_async()
+        except Exception as err:  # broker unreachable (kombu/redis errors): hand the job back
+            log.error("could not publish the next message of %s[%s], requeueing: %s",
+                      self.ctx.task_name, self.ctx.task_id, err)
+            raise Reject(f"broker unreachable: {err}", requeue=True) from err
         if self.claimed:
             self.end("waiting", "", next_gen)
 
     def end(self, outcome: str, result: str, next_gen: int = 0) -> None:
-        try:
-            load_script("job_end")(
-                self.runtime.redis, [self.job_hash],
-                [self.owner, outcome, result, self._ttl_ms(), next_gen],
-            )
+        args = [self.owner, outcome, result, self._ttl_ms(), next_gen]
+        try:  # retried for about a lease: rides out a state-store restart or failover
+            retry_redis(lambda: load_script("job_end")(self.runtime.redis, [self.job_hash], args),
+                        self.runtime.settings.lease_seconds)
         except redis.RedisError as exc:
             # The job's effect already happened; the claim's lease expires on its own.
             log.error("could not record %s for %s[%s]: %s", outcome, self.ctx.task_name, self.ctx.task_id, exc)

@@ -18,6 +18,7 @@ Redis need their own idempotency (e.g. the key sent to the payment provider).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -30,6 +31,7 @@ from celery.exceptions import Ignore
 from .errors import ConfigurationError, StalwartError, StateStoreError
 
 WATCH_ATTEMPTS = 50
+RECONNECT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,8 @@ def commit(effect: Callable[[redis.client.Pipeline], object], result: Any = None
     claim = current_claim()
     done = json.dumps({"v": result}, separators=(",", ":"))
     for _ in range(WATCH_ATTEMPTS):
-        try:
-            return _try_commit(claim, effect, done)
+        try:  # a retry after a lost reply is safe: an applied commit reads back as ClaimLost
+            return retry_redis(lambda: _try_commit(claim, effect, done), RECONNECT_SECONDS)  # type: ignore[no-any-return]
         except redis.WatchError:  # the lease was renewed meanwhile: check again
             continue
     raise StateStoreError(f"could not commit the effect of {claim.job_hash}: too much contention")
@@ -98,4 +100,17 @@ def _try_commit(claim: Claim, effect: Callable[[redis.client.Pipeline], object],
     return replies[:-3]
 
 
-__all__ = ["Claim", "ClaimLost", "commit", "current_claim", "holding"]
+def retry_redis(call: Callable[[], Any], within: float, first_wait: float = 0.1) -> Any:
+    """``call()``, retried on Redis connection errors with doubling waits for ``within`` seconds."""
+    deadline, wait = time.monotonic() + within, first_wait
+    while True:
+        try:
+            return call()
+        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.BusyLoadingError):
+            if time.monotonic() + wait > deadline:
+                raise
+            time.sleep(wait)
+            wait = min(wait * 2, 2.0)
+
+
+__all__ = ["Claim", "ClaimLost", "commit", "current_claim", "holding", "retry_redis"]

@@ -64,5 +64,5 @@ class LeaseKeeper:
                     with self._lock:
                         if (job_key, owner) in self._held:
                             self._held[(job_key, owner)] = time.monotonic()
-                except redis.RedisError as exc:
+                except Exception as exc:  # noqa: BLE001 - the renewer must outlive any error
                     log.warning("could not renew lease of job %s: %s", job_key, exc)

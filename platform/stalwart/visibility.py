@@ -55,5 +55,5 @@ class VisibilityKeeper:
         while not self._stop.wait(self.interval):
             try:
                 self.touch()
-            except (redis.RedisError, RuntimeError) as exc:
+            except Exception as exc:  # noqa: BLE001 - the keeper must outlive any error
                 log.warning("could not refresh in-flight deliveries: %s", exc)
