@@ -74,6 +74,8 @@ class Stalwart(celery.Celery):
                 # one script (stalwart.transport): a SIGKILL between the two cannot lose it.
                 "priority_steps": [0],
                 "unacked_restore_interval": max(1, math.ceil(recovery * 0.25)),
+                # kombu scans only every Nth sweep (default 10): scan on each one.
+                "unacked_restore_throttle": 1,
                 "stalwart_prefix": settings.prefix,
             },
             "broker_connection_retry_on_startup": True,
