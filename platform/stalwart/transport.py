@@ -18,6 +18,7 @@ from queue import Empty
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 
 from .job import DELAY_HEADER
@@ -32,13 +33,27 @@ _ENVELOPE_FIELDS = ("body", "properties", "headers", "content-type")
 def decode_envelope(item: bytes | str, queue: str) -> dict[str, Any]:
     """The kombu envelope in ``item``, or a quarantine envelope that carries it as raw bytes."""
     raw = item if isinstance(item, bytes) else item.encode("utf-8", "surrogateescape")
+    message: object = None
     try:
         message = json.loads(bytes_to_str(raw))
         problem = _envelope_problem(message)
     except (ValueError, UnicodeDecodeError) as exc:
         problem = f"not a JSON envelope: {exc}"
-    if problem is None:
-        return message  # type: ignore[no-any-return]
+    if problem is None and isinstance(message, dict):
+        return message
+    problem = problem or "envelope is not an object"
+    return quarantine(raw, queue, problem, _original_tag(message))
+
+
+def _original_tag(message: object) -> str | None:
+    props = message.get("properties") if isinstance(message, dict) else None
+    tag = props.get("delivery_tag") if isinstance(props, dict) else None
+    return tag if isinstance(tag, str) else None
+
+
+def quarantine(raw: bytes, queue: str, problem: str, tag: str | None) -> dict[str, Any]:
+    """A valid envelope carrying ``raw``; it keeps the original delivery tag when there was one,
+    so acknowledging it also clears the unacked record fetch.lua wrote under that tag."""
     return {
         "body": base64.b64encode(raw).decode(),
         "content-encoding": "binary",
@@ -46,7 +61,7 @@ def decode_envelope(item: bytes | str, queue: str) -> dict[str, Any]:
         "headers": {MALFORMED_HEADER: problem[:500]},
         "properties": {
             "body_encoding": "base64",
-            "delivery_tag": uuid.uuid4().hex,
+            "delivery_tag": tag or uuid.uuid4().hex,
             "delivery_info": {"exchange": "", "routing_key": queue},
             "priority": 0,
         },
@@ -67,8 +82,27 @@ def _envelope_problem(message: object) -> str | None:
     return None
 
 
+class QoS(kombu_redis.QoS):
+    """kombu's Redis ack emulation, minus the unacked write fetch.lua already made atomically."""
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        recorded: set[str] = getattr(self.channel, "_stalwart_recorded", set())
+        if delivery_tag in recorded:
+            recorded.discard(delivery_tag)
+            virtual.QoS.append(self, message, delivery_tag)  # in-memory bookkeeping only
+            return
+        super().append(message, delivery_tag)
+
+
 class Channel(kombu_redis.Channel):
     """A kombu Redis channel with delayed publishing and the malformed-message guard."""
+
+    QoS = QoS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Delivery tags whose unacked record fetch.lua wrote; QoS.append skips its own write.
+        self._stalwart_recorded: set[str] = set()
+        super().__init__(*args, **kwargs)
 
     _stalwart_wait: str | None = None  # the one list being waited on with BLMOVE, if any
 
@@ -115,12 +149,10 @@ class Channel(kombu_redis.Channel):
         timeout = self.brpop_timeout if timeout is None else timeout
         self.client.connection.send_command("BLMOVE", lists[0], lists[0], "RIGHT", "RIGHT", timeout or 0)
 
-    def _fetch(self, list_key: str) -> bytes | None:
+    def _fetch(self, list_key: str) -> tuple[bytes, bool] | None:
         """Take the oldest message of ``list_key`` and record it unacked, in one script."""
-        item: bytes | None = load_script("fetch")(
-            self.client, [list_key, self.unacked_key, self.unacked_index_key], []
-        )
-        return item
+        found = load_script("fetch")(self.client, [list_key, self.unacked_key, self.unacked_index_key], [])
+        return (found[0], bool(found[1])) if found else None
 
     def _brpop_read(self, **options: Any) -> bool:
         if self._stalwart_wait:
@@ -148,14 +180,19 @@ class Channel(kombu_redis.Channel):
         try:
             try:
                 woke = self.client.parse_response(self.client.connection, "BLMOVE", **options)
-                item = self._fetch(list_key) if woke else None
+                found = self._fetch(list_key) if woke else None
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
-            if not item:
+            if not found:
                 raise Empty()
+            item, recorded = found
             dest = bytes_to_str(list_key).rsplit(self.sep, 1)[0]
-            self.connection._deliver(decode_envelope(item, dest), dest)
+            message = decode_envelope(item, dest)
+            if recorded:
+                # fetch.lua already wrote kombu's unacked record: QoS.append must not write it again.
+                self._stalwart_recorded.add(message["properties"]["delivery_tag"])
+            self.connection._deliver(message, dest)
             return True
         finally:
             self._in_poll = None

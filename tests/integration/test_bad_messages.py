@@ -167,3 +167,16 @@ def test_bad_message_entries_carry_what_an_operator_needs(
     assert junk.raw == raw_text(b"\x00\x01 binary junk")
     assert junk.queue == "celery"
     assert worker.alive
+
+
+def test_a_tagged_non_envelope_is_dead_lettered_once_and_not_redelivered(
+    app: Stalwart, make_worker: Callable[..., WorkerProcess], r: redis.Redis
+) -> None:
+    """An object with a delivery tag but no body: the fetch records it unacked under that tag, and
+    the quarantine envelope keeps the tag, so acknowledging the DLQ entry clears the record (a new
+    tag would leave it to be restored and dead-lettered again every visibility timeout)."""
+    make_worker()
+    r.lpush("celery", json.dumps({"properties": {"delivery_tag": "tag-1", "delivery_info": {}}}))
+    wait_until(lambda: app.stalwart.dlq.stats()["total"] == 1, 20, message="not dead-lettered")
+    wait_until(lambda: r.hlen("unacked") == 0, 10, message="unacked record left behind")
+    assert app.stalwart.dlq.get("tag-1").reason == "malformed"
