@@ -151,54 +151,57 @@ class Channel(kombu_redis.Channel):
 
     def _fetch(self, list_key: str) -> tuple[bytes, bool] | None:
         """Take the oldest message of ``list_key`` and record it unacked, in one script."""
-        found = load_script("fetch")(self.client, [list_key, self.unacked_key, self.unacked_index_key], [])
+        keys = [list_key, self.unacked_key, self.unacked_index_key]
+        try:
+            found = load_script("fetch")(self.client, keys, [])
+        except self.connection_errors:
+            self.client.connection.disconnect()
+            raise
         return (found[0], bool(found[1])) if found else None
 
     def _brpop_read(self, **options: Any) -> bool:
-        if self._stalwart_wait:
-            return self._wait_read(self._stalwart_wait, **options)
         try:
-            try:
-                dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
-            except self.connection_errors:
-                self.client.connection.disconnect()
-                raise
-            if not dest__item:
-                raise Empty()
-            dest, item = dest__item
-            dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
-            self._queue_cycle.rotate(dest)
-            self.connection._deliver(decode_envelope(item, dest), dest)
-            return True
+            if self._stalwart_wait:
+                return self._wait_read(self._stalwart_wait, **options)
+            return self._pop_read(**options)
         finally:
             self._in_poll = None
             flush = getattr(self, "_flush_brpop_reauth", None)
             if flush is not None:
                 flush()
 
-    def _wait_read(self, list_key: str, **options: Any) -> bool:
+    def _response(self, command: str, **options: Any) -> Any:
+        """The reply to the blocking command sent by _brpop_start; reconnect next time on errors."""
         try:
-            try:
-                woke = self.client.parse_response(self.client.connection, "BLMOVE", **options)
-                found = self._fetch(list_key) if woke else None
-            except self.connection_errors:
-                self.client.connection.disconnect()
-                raise
-            if not found:
-                raise Empty()
-            item, recorded = found
-            dest = bytes_to_str(list_key).rsplit(self.sep, 1)[0]
-            message = decode_envelope(item, dest)
-            if recorded:
-                # fetch.lua already wrote kombu's unacked record: QoS.append must not write it again.
-                self._stalwart_recorded.add(message["properties"]["delivery_tag"])
-            self.connection._deliver(message, dest)
-            return True
-        finally:
-            self._in_poll = None
-            flush = getattr(self, "_flush_brpop_reauth", None)
-            if flush is not None:
-                flush()
+            return self.client.parse_response(self.client.connection, command, **options)
+        except self.connection_errors:
+            self.client.connection.disconnect()
+            raise
+
+    def _pop_read(self, **options: Any) -> bool:
+        """kombu's BRPOP path (several lists), behind the malformed-message guard."""
+        dest__item = self._response("BRPOP", **options)
+        if not dest__item:
+            raise Empty()
+        dest, item = dest__item
+        dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
+        self._queue_cycle.rotate(dest)
+        self.connection._deliver(decode_envelope(item, dest), dest)
+        return True
+
+    def _wait_read(self, list_key: str, **options: Any) -> bool:
+        """The BLMOVE wait woke up: take the message and its unacked record in one script."""
+        found = self._fetch(list_key) if self._response("BLMOVE", **options) else None
+        if not found:
+            raise Empty()
+        item, recorded = found
+        dest = bytes_to_str(list_key).rsplit(self.sep, 1)[0]
+        message = decode_envelope(item, dest)
+        if recorded:
+            # fetch.lua already wrote kombu's unacked record: QoS.append must not write it again.
+            self._stalwart_recorded.add(message["properties"]["delivery_tag"])
+        self.connection._deliver(message, dest)
+        return True
 
     def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
         with self.conn_or_acquire() as client:
