@@ -6,15 +6,12 @@ killed mid-move loses nothing and never publishes a job twice; many movers are h
 
 from __future__ import annotations
 
-import logging
-import threading
-
 import redis
 
 from .keys import Keys
+from .periodic import Periodic
 from .redis.scripts import load_script
 
-log = logging.getLogger("stalwart.delayed")
 BATCH = 1000
 
 
@@ -34,26 +31,16 @@ def depth(client: redis.Redis, keys: Keys) -> dict[str, int]:
     return {name: int(n) for name, n in zip(lists, counts, strict=True)}
 
 
-class Mover:
+class Mover(Periodic):
     """A daemon thread that moves due jobs every ``interval`` seconds (sooner under load)."""
 
+    name = "stalwart-mover"
+
     def __init__(self, client: redis.Redis, keys: Keys, interval: float = 0.1) -> None:
+        super().__init__(interval)
         self.client = client
         self.keys = keys
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.moved = 0
-        self.errors = 0
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="stalwart-mover", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     def tick(self) -> float:
         """Move everything due now; returns how long to sleep before the next tick."""
@@ -69,13 +56,3 @@ class Mover:
             if 0 <= wait < sleep * 1000:
                 sleep = max(0.005, wait / 1000)
         return sleep
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                sleep = self.tick()
-            except Exception as exc:  # noqa: BLE001 - the mover must outlive any error
-                self.errors += 1
-                log.warning("delayed-set mover: %s, retrying: %s", type(exc).__name__, exc)
-                sleep = min(5.0, self.interval * 10)
-            self._stop.wait(sleep)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import threading
 
 import redis
 
 from .job import now_ms
 from .keys import Keys
+from .periodic import Periodic
 
 log = logging.getLogger("stalwart.presence")
 LIVE_WITHIN_MS = 15_000
@@ -26,38 +26,27 @@ def read(client: redis.Redis, keys: Keys) -> dict[str, int]:
     }
 
 
-class Presence:
+class Presence(Periodic):
     """A daemon thread in the worker's main process that beats every ``interval`` seconds."""
 
+    name = "stalwart-presence"
+
     def __init__(self, client: redis.Redis, keys: Keys, hostname: str, interval: float = 3.0) -> None:
+        super().__init__(interval)
         self.client = client
         self.keys = keys
         self.hostname = hostname
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def beat(self) -> None:
         self.client.hset(self.keys.workers(), self.hostname, now_ms())
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="stalwart-presence", daemon=True)
-        self._thread.start()
+    def tick(self) -> None:
+        self.beat()
 
     def stop(self) -> None:
         """Stop beating and remove this worker from the hash (a clean shutdown is not a death)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        super().stop()
         try:
             self.client.hdel(self.keys.workers(), self.hostname)
         except redis.RedisError as exc:
             log.warning("could not remove the presence of %s: %s", self.hostname, exc)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.beat()
-            except redis.RedisError as exc:
-                log.warning("presence: Redis error, retrying: %s", exc)
-            self._stop.wait(self.interval)

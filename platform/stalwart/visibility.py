@@ -8,18 +8,18 @@ job is never redelivered while its worker lives.
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 
 import redis
 
-log = logging.getLogger("stalwart.visibility")
+from .periodic import Periodic
 
 
-class VisibilityKeeper:
+class VisibilityKeeper(Periodic):
     """A daemon thread re-stamping the delivery tags ``tags()`` returns every ``interval`` s."""
+
+    name = "stalwart-visibility"
 
     def __init__(
         self,
@@ -28,21 +28,10 @@ class VisibilityKeeper:
         tags: Callable[[], Iterable[str]],
         interval: float,
     ) -> None:
+        super().__init__(interval)
         self.client = client
         self.index_key = index_key
         self.tags = tags
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="stalwart-visibility", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     def touch(self) -> int:
         tags = list(self.tags())
@@ -51,9 +40,5 @@ class VisibilityKeeper:
         now = time.time()
         return int(self.client.zadd(self.index_key, dict.fromkeys(tags, now), xx=True) or 0)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.touch()
-            except Exception as exc:  # noqa: BLE001 - the keeper must outlive any error
-                log.warning("could not refresh in-flight deliveries: %s", exc)
+    def tick(self) -> None:
+        self.touch()
