@@ -114,7 +114,10 @@ class Delivery:
             return self.not_run(code, value)
         self.claimed = True
         self.runtime.hooks.call("before_job", self.ctx)
-        denied = self.acquire_permits()
+        try:
+            denied = self.acquire_permits()
+        except Exception as exc:  # noqa: BLE001 - a policy's own bug: classified like a failure, never lost
+            return self.fail(exc)
         if denied is not None:
             return self.on_denied(denied)
         return self.execute()
@@ -182,7 +185,10 @@ class Delivery:
         self.release_permits(Outcome("deferred", reason=decision.reason))
         if decision.fallback and self.task.fallback is not None:
             log.info("%s[%s]: %s, running fallback", self.ctx.task_name, self.ctx.task_id, decision.reason)
-            result = self.task.fallback(*self.ctx.args, **self.ctx.kwargs)
+            try:
+                result = self.task.fallback(*self.ctx.args, **self.ctx.kwargs)
+            except Exception as err:  # noqa: BLE001 - a failing fallback is a failed attempt
+                return self.fail(err)
             return self.succeed(result)
         remaining = self.ctx.remaining()
         jitter = random.random() * min(0.05, decision.retry_after * 0.1 + 0.01)

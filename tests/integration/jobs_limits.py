@@ -96,6 +96,18 @@ def degradable(key: str) -> str:
     return "full"
 
 
+def _broken_fallback(key: str) -> str:
+    _redis().incr(f"fallback:{key}")
+    raise ConnectionError(f"{key}: the fallback's own dependency is down too")
+
+
+@shared_task(breaker=Breaker("broken-fallback", open_for=1), fallback=_broken_fallback,
+             max_retries=1, retry_backoff=0.05)
+def broken_fallback(key: str) -> str:
+    _redis().incr(f"effect:{key}")
+    return "full"
+
+
 @shared_task(bind=True)
 def limited_in_body(self: Any, key: str) -> None:
     """Uses a limit around one call inside the body: a denial defers the job, no attempt used."""

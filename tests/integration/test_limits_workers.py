@@ -137,3 +137,16 @@ def test_limit_inside_a_body_defers_without_using_an_attempt(
     retries = [int(x) for x in r.lrange("retries:b", 0, -1)]
     assert len(retries) > 3, "the 1/s limit should have deferred some of the three calls"
     assert set(retries) == {0}
+
+
+def test_a_failing_fallback_is_a_failed_attempt_retried_then_dead_lettered(
+    app: Stalwart, make_worker: Callable[..., WorkerProcess], r: redis.Redis
+) -> None:
+    admin(r, K, "broken-fallback", "force_open")
+    workers(make_worker, 1)
+    app.send_task(f"{JOBS}.broken_fallback", args=["f"])
+    wait_until(lambda: dead_letters(app) == 1, 30, message="the job was not dead-lettered")
+    [entry] = app.stalwart.dlq.list()
+    assert (entry.reason, entry.exc_type, len(entry.attempts)) == ("exhausted", "ConnectionError", 2)
+    assert int(r.get("fallback:f") or 0) == 2
+    assert r.get("effect:f") is None
