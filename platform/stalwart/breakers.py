@@ -29,6 +29,7 @@ from .retry import ExplicitRetry
 
 CallKind = Literal["success", "failure", "ignore"]
 STATES = ("closed", "open", "half_open", "forced_open")
+CALL_PREFIX = "call:"  # marks a closed-state call's in-flight slot in a Decision token
 
 
 def _positive(where: str, value: object, minimum: float = 0.0, *, integer: bool = False) -> None:
@@ -111,20 +112,23 @@ class Breaker(SharedPolicy):
 
     def keys_for(self, keys: Keys) -> list[str]:
         return [keys.breaker(self.name, "state"), keys.breaker(self.name, "probes"),
-                keys.breaker(self.name, "buckets")]
+                keys.breaker(self.name, "buckets"), keys.breaker(self.name, "inflight")]
 
     def try_acquire(self, client: Any, keys: Keys, ctx: JobContext | None) -> Decision:
-        probe_id = uuid.uuid4().hex
+        slot_id = uuid.uuid4().hex
         busy_wait_ms = max(50, min(1000, int(self.open_for * 100)))
         granted, wait_ms, state, probe = load_script("breaker_acquire")(
-            client, self.keys_for(keys)[:2],
-            [self.half_open_probes, int(self.probe_ttl * 1000), probe_id, busy_wait_ms],
+            client, self.keys_for(keys),
+            [self.half_open_probes, int(self.probe_ttl * 1000), slot_id, busy_wait_ms,
+             self.window, self.min_calls, f"{self.failure_rate:g}"],
         )
         state = decode(state)
         if ctx is not None:
             ctx.breaker_states[self.name] = state
         if int(granted):
-            return Decision.grant(probe_id if int(probe) else None)
+            return Decision.grant(slot_id if int(probe) else f"{CALL_PREFIX}{slot_id}")
+        if state == "closed":  # calls already out could trip it: wait for their verdict
+            return Decision.deny(int(wait_ms) / 1000, f"breaker {self.name} verdict pending")
         reason = f"breaker {self.name} {state.replace('_', '-')}"
         return Decision.deny(int(wait_ms) / 1000, reason, fallback=True)
 
@@ -133,12 +137,19 @@ class Breaker(SharedPolicy):
 
     def record(self, client: Any, keys: Keys, kind: CallKind, slow: bool = False,
                probe_id: str | None = None) -> str:
-        """Count one call's outcome and make any transition it implies; returns the new state."""
+        """Count one call's outcome and make any transition it implies; returns the new state.
+
+        ``probe_id`` is the granted decision's token: a half-open probe's slot, or (prefixed
+        ``call:``) the in-flight slot of a closed-state call.
+        """
+        call_id = ""
+        if probe_id is not None and probe_id.startswith(CALL_PREFIX):
+            call_id, probe_id = probe_id[len(CALL_PREFIX):], None
         state = load_script("breaker_record")(
             client, self.keys_for(keys),
             [kind, int(slow), probe_id or "", self.window, self.min_calls, f"{self.failure_rate:g}",
              -1 if self.slow_call_rate is None else f"{self.slow_call_rate:g}",
-             int(self.open_for * 1000), self.half_open_probes],
+             int(self.open_for * 1000), self.half_open_probes, call_id],
         )
         return decode(state)
 
@@ -146,7 +157,7 @@ class Breaker(SharedPolicy):
 def admin(client: Any, keys: Keys, name: str, op: Literal["force_open", "close", "reset"]) -> str:
     """Operator control: force open (a maintenance switch), close, or reset; returns the new state."""
     check_name("Breaker", name)
-    parts = [keys.breaker(name, p) for p in ("state", "probes", "buckets")]
+    parts = [keys.breaker(name, p) for p in ("state", "probes", "buckets", "inflight")]
     return decode(load_script("breaker_admin")(client, parts, [op]))
 
 

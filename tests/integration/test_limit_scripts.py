@@ -116,6 +116,30 @@ def test_concurrency_slots_release_and_reclaim(r: redis.Redis) -> None:
 # -- breaker -------------------------------------------------------------------------------------
 
 
+def test_breaker_holds_new_calls_while_calls_in_flight_could_trip_it(r: redis.Redis) -> None:
+    br = Breaker("dep", min_calls=4, failure_rate=0.5, open_for=5)
+    out = [br.try_acquire(r, K, None) for _ in range(4)]  # four workers call at once
+    assert all(d.granted for d in out)
+    assert br.record(r, K, "failure", probe_id=out[0].token) == "closed"
+    held = br.try_acquire(r, K, None)  # 1 failure + 3 out: if they fail too, it trips
+    assert not held.granted
+    assert not held.fallback  # not open: the job just waits for the verdict
+    assert "verdict pending" in held.reason
+    for d in out[1:3]:
+        assert br.record(r, K, "failure", probe_id=d.token) == "closed"
+    assert br.record(r, K, "failure", probe_id=out[3].token) == "open"  # min_calls calls, no more
+    assert r.zcard(K.breaker("dep", "inflight")) == 0
+
+
+def test_healthy_calls_in_flight_are_never_held(r: redis.Redis) -> None:
+    br = Breaker("ok", min_calls=4, failure_rate=0.5)
+    out = [br.try_acquire(r, K, None) for _ in range(20)]
+    assert all(d.granted for d in out)
+    for d in out:
+        assert br.record(r, K, "success", probe_id=d.token) == "closed"
+    assert r.zcard(K.breaker("ok", "inflight")) == 0
+
+
 def test_breaker_opens_on_failure_rate_after_min_calls(r: redis.Redis) -> None:
     br = Breaker("pay", min_calls=4, failure_rate=0.5, open_for=0.3)
     for kind in ["success", "failure", "success"]:

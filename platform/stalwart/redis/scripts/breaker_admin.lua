@@ -1,5 +1,5 @@
 -- Operator control of a breaker: force_open (maintenance switch), close, reset.
--- KEYS[1] state hash; KEYS[2] probes zset; KEYS[3] buckets hash; ARGV: op
+-- KEYS[1] state hash; KEYS[2] probes zset; KEYS[3] buckets hash; KEYS[4] in-flight zset; ARGV: op
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local op = ARGV[1]
@@ -15,6 +15,6 @@ elseif op == 'reset' then
 else
   return redis.error_reply('unknown breaker operation ' .. op)
 end
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[2], KEYS[4])
 if op ~= 'reset' then redis.call('HINCRBY', KEYS[1], 'transitions', 1) end
 return redis.call('HGET', KEYS[1], 'state') or 'closed'

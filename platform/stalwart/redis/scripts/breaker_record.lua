@@ -1,7 +1,8 @@
 -- Record the outcome of a call through a breaker and make the transition it implies, atomically.
--- KEYS[1] state hash; KEYS[2] probes zset; KEYS[3] buckets hash ("<second>:c|f|s" -> count)
+-- KEYS[1] state hash; KEYS[2] probes zset; KEYS[3] buckets hash ("<second>:c|f|s" -> count);
+-- KEYS[4] in-flight zset of closed-state calls
 -- ARGV: kind (success|failure|ignore), slow 0/1, probe_id ('' = not a probe), window_s,
---       min_calls, failure_rate, slow_rate (<0 = off), open_ms, probes
+--       min_calls, failure_rate, slow_rate (<0 = off), open_ms, probes, call_id ('' = none)
 -- Returns the state after the call.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -11,12 +12,13 @@ local window, min_calls = tonumber(ARGV[4]), tonumber(ARGV[5])
 local failure_rate, slow_rate = tonumber(ARGV[6]), tonumber(ARGV[7])
 local open_ms, probes = tonumber(ARGV[8]), tonumber(ARGV[9])
 local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
+if ARGV[10] ~= nil and ARGV[10] ~= '' then redis.call('ZREM', KEYS[4], ARGV[10]) end
 
 local function trip(reason)
   redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', now, 'open_until', now + open_ms,
     'reason', reason)
   redis.call('HINCRBY', KEYS[1], 'transitions', 1)
-  redis.call('DEL', KEYS[2], KEYS[3])
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
   return 'open'
 end
 
@@ -29,7 +31,7 @@ if probe ~= '' then
   redis.call('HSET', KEYS[1], 'state', 'closed', 'closed_at', now, 'probe_ok', 0)
   redis.call('HDEL', KEYS[1], 'open_until', 'reason')
   redis.call('HINCRBY', KEYS[1], 'transitions', 1)
-  redis.call('DEL', KEYS[2], KEYS[3])
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
   return 'closed'
 end
 if state ~= 'closed' or kind == 'ignore' then return state end
