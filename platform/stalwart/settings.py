@@ -25,12 +25,20 @@ def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 
     return value
 
 
-def _redis_url(name: str, url: str) -> str:
+CLUSTER_SCHEMES = {"redis+cluster", "rediss+cluster"}
+
+
+def _redis_url(name: str, url: str, *, cluster: bool = False) -> str:
     scheme = urlsplit(url).scheme
-    if scheme not in {"redis", "rediss", "unix"}:
+    allowed = {"redis", "rediss", "unix"} | (CLUSTER_SCHEMES if cluster else set())
+    if scheme in CLUSTER_SCHEMES and not cluster:
         raise ConfigurationError(
-            f"{name} must be a redis://, rediss:// or unix:// URL, got scheme {scheme!r}"
+            f"{name} cannot be a Redis Cluster (kombu has no cluster transport): "
+            "give the broker a single Redis or a Sentinel group"
         )
+    if scheme not in allowed:
+        shown = ", ".join(f"{s}://" for s in sorted(allowed))
+        raise ConfigurationError(f"{name} must be a {shown} URL, got scheme {scheme!r}")
     return url
 
 
@@ -58,7 +66,14 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read ``STALWART_*`` and ``CELERY_BROKER_URL`` from the environment."""
         env = os.environ if env is None else env
-        redis_url = _redis_url("STALWART_REDIS_URL", env.get("STALWART_REDIS_URL") or DEFAULT_REDIS_URL)
+        redis_url = _redis_url(
+            "STALWART_REDIS_URL", env.get("STALWART_REDIS_URL") or DEFAULT_REDIS_URL, cluster=True
+        )
+        if urlsplit(redis_url).scheme in CLUSTER_SCHEMES and not env.get("CELERY_BROKER_URL"):
+            raise ConfigurationError(
+                "STALWART_REDIS_URL is a Redis Cluster, which cannot be the broker (kombu has no "
+                "cluster transport): set CELERY_BROKER_URL to a single Redis"
+            )
         broker_url = _redis_url("CELERY_BROKER_URL", env.get("CELERY_BROKER_URL") or redis_url)
         prefix = env.get("STALWART_PREFIX", "stalwart")
         if not prefix or any(c in prefix for c in "{} "):

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import redis
 
 
 def client_from_url(url: str, timeout: float = 2.0, **options: Any) -> redis.Redis:
-    """A client for ``url`` whose calls fail after ``timeout`` seconds instead of hanging."""
+    """A client for ``url`` whose calls fail after ``timeout`` seconds instead of hanging.
+
+    ``redis+cluster://host:port`` (or ``rediss+cluster://``) gives a Redis Cluster client
+    bootstrapped from that node. Every Stalwart script keeps its keys in one hash slot, so the
+    cluster client serves wherever a single-node one does; it is typed as one for that reason.
+    """
     options.setdefault("socket_timeout", timeout)
     options.setdefault("socket_connect_timeout", timeout)
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.endswith("+cluster"):
+        cluster = redis.RedisCluster.from_url(f"{scheme.removesuffix('+cluster')}://{rest}", **options)
+        return cast(redis.Redis, cluster)
     options.setdefault("health_check_interval", 30)
     return redis.Redis.from_url(url, **options)
 
