@@ -101,6 +101,24 @@ class Stalwart(celery.Celery):
 
     # -- declaring tasks -------------------------------------------------------------------
 
+    def task(self, *args: Any, **opts: Any) -> Any:
+        """Celery's ``@app.task``, with Stalwart's option check run at the decorator line.
+
+        Celery declares tasks lazily, so without this an unknown option would only raise when the
+        app is finalised (at worker start); the check runs again then, on the same options.
+        """
+        if len(args) == 1 and callable(args[0]):  # app.task(fun, **opts) or a bare @app.task
+            if opts:
+                self.validate_task_options(args[0], dict(opts))
+            return super().task(*args, **opts)
+        decorate = super().task(*args, **opts)
+
+        def checked(fun: Callable[..., Any]) -> Any:
+            self.validate_task_options(fun, dict(opts))
+            return decorate(fun)
+
+        return checked
+
     def _task_from_fun(  # type: ignore[override] # validates, then defers to Celery
         self, fun: Callable[..., Any], name: str | None = None, **options: Any
     ) -> Any:

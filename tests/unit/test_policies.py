@@ -45,13 +45,12 @@ def test_unknown_option_names_the_option_and_every_known_one(app: Stalwart) -> N
         assert known in message
 
 
-def test_unknown_option_fails_when_a_lazy_task_is_first_used(app: Stalwart) -> None:
-    @app.task(max_retrys=3, shared=False)
-    def job() -> None:
-        """A task body."""
-
+def test_unknown_option_fails_at_the_decorator_line_even_for_a_lazy_task(app: Stalwart) -> None:
     with pytest.raises(ConfigurationError, match="max_retrys"):
-        _ = job.name
+
+        @app.task(max_retrys=3, shared=False)
+        def job() -> None:
+            """A task body."""
 
 
 def test_celery_own_options_are_accepted(app: Stalwart) -> None:
