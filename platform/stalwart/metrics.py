@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from . import delayed
 from .hooks import Hook
+from .limits import redis_errors
 
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
@@ -105,11 +106,7 @@ class MetricsHook(Hook):
 
 
 def policy_redis_errors() -> dict[str, int]:
-    """Per-process Redis error counts of limits and breakers, when stalwart.limits keeps them."""
-    try:
-        from .limits import redis_errors  # noqa: PLC0415 - optional: read only if it exists
-    except ImportError:
-        return {}
+    """Per-process Redis error counts of limits and breakers."""
     return redis_errors()
 
 

@@ -31,6 +31,9 @@ class StalwartStep(bootsteps.StartStopStep):
     """Starts the mover and the visibility keeper with the worker, stops them with it."""
 
     label = "Stalwart"
+    # Threads start only once the pool has forked its children: a fork copies every lock a
+    # running thread holds, and a child would wait on it forever.
+    requires = ("celery.worker.components:Pool",)
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)

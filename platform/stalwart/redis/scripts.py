@@ -1,10 +1,14 @@
-"""Lua scripts live beside their callers as .lua files, loaded once and called by SHA."""
+"""Lua scripts live beside their callers as .lua files, loaded once and called by SHA.
+
+Every script is read when this module is imported, with plain file reads. Reading them lazily
+through importlib.resources took per-module import locks; a worker thread holding one when the
+prefork pool forked left the children deadlocked forever on their first script.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -36,8 +40,15 @@ class Script:
             client.script_load(self.source)
 
 
-@cache
+SCRIPTS: dict[str, Script] = {
+    path.stem: Script(path.stem, path.read_text(encoding="utf-8"))
+    for path in sorted((Path(__file__).resolve().parent / "scripts").glob("*.lua"))
+}
+
+
 def load_script(name: str) -> Script:
     """The script ``redis/scripts/<name>.lua`` shipped with the package."""
-    path = resources.files("stalwart.redis").joinpath("scripts", f"{name}.lua")
-    return Script(name, path.read_text(encoding="utf-8"))
+    try:
+        return SCRIPTS[name]
+    except KeyError:
+        raise KeyError(f"no Lua script {name!r}; shipped: {', '.join(SCRIPTS)}") from None
