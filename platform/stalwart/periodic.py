@@ -28,7 +28,14 @@ class Periodic:
         raise NotImplementedError
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        """Run the first tick here, then the rest in the thread.
+
+        The first tick makes the first connection and any first-time imports on the calling
+        (main) thread: a later fork of a pool child can then never copy a module lock that this
+        thread holds mid-import.
+        """
+        sleep = self._tick_safely()
+        self._thread = threading.Thread(target=self._run, args=(sleep,), name=self.name, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -36,12 +43,16 @@ class Periodic:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                sleep = self.tick()
-            except Exception as exc:  # noqa: BLE001 - the thread must outlive any error
-                self.errors += 1
-                log.warning("%s: %s: %s; retrying", self.name, type(exc).__name__, exc)
-                sleep = max(self.interval, min(5.0, self.interval * 10))
-            self._stop.wait(self.interval if sleep is None else sleep)
+    def _tick_safely(self) -> float:
+        try:
+            sleep = self.tick()
+        except Exception as exc:  # noqa: BLE001 - the thread must outlive any error
+            self.errors += 1
+            log.warning("%s: %s: %s; retrying", self.name, type(exc).__name__, exc)
+            return max(self.interval, min(5.0, self.interval * 10))
+        return self.interval if sleep is None else sleep
+
+    def _run(self, first_sleep: float) -> None:
+        sleep = first_sleep
+        while not self._stop.wait(sleep):
+            sleep = self._tick_safely()
