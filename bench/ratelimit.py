@@ -83,9 +83,9 @@ def stalwart_phases(app: Stalwart, r: redis.Redis, backlog: int, unlimited: int)
 
 
 def celery_phase(r: redis.Redis, env: dict[str, str], backlog: int, cap: float) -> tuple[float, int, float]:
-    from bench.plain_ratelimit_app import app as plain  # noqa: PLC0415 - needs the env set first
+    from bench.plain_app import app as plain  # noqa: PLC0415 - needs the env set first
 
-    procs = start(env, app="bench.plain_ratelimit_app")
+    procs = start(env, app="bench.plain_app")
     try:
         for _ in range(backlog):
             plain.send_task("bench.plain.limited")
