@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
-import redis
 from celery import shared_task
 
 from stalwart.idempotency import commit
-
-
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(os.environ["STALWART_REDIS_URL"])
+from tests.integration.effects import state_redis as _redis
 
 
 @shared_task(idempotency_key="{key}")

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
-import redis
 from celery import shared_task
 
-
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(os.environ["STALWART_REDIS_URL"])
+from tests.integration.effects import state_redis as _redis
 
 
 @shared_task(max_retries=2, retry_backoff=0.05, retry_backoff_max=0.1)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import redis
 from celery import shared_task
 
 from stalwart import RetryAfter
-
-
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(os.environ["STALWART_REDIS_URL"])
+from tests.integration.effects import state_redis as _redis
 
 
 def _redis_ms(r: redis.Redis) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -12,6 +11,7 @@ from celery import shared_task
 from stalwart import Retry
 from stalwart.breakers import Breaker
 from stalwart.limits import Concurrency, RateLimit
+from tests.integration.effects import state_redis as _redis
 
 HAMMER = RateLimit("hammer", "10/s", burst=5)
 POOL = Concurrency("pool", 2, lease=2)
@@ -22,10 +22,6 @@ MAINTENANCE = Breaker("maintenance", open_for=1)
 DEGRADABLE = Breaker("degradable", open_for=1)
 _MAX = "local m = tonumber(redis.call('GET', KEYS[1]) or '0') " \
        "if tonumber(ARGV[1]) > m then redis.call('SET', KEYS[1], ARGV[1]) end"
-
-
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(os.environ["STALWART_REDIS_URL"])
 
 
 def _server_time(r: redis.Redis) -> float:

@@ -5,12 +5,9 @@ from __future__ import annotations
 import os
 import time
 
-import redis
 from celery import shared_task
 
-
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(os.environ["STALWART_REDIS_URL"])
+from tests.integration.effects import state_redis as _redis
 
 
 @shared_task

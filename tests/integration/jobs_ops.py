@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any
 
-import redis
 from celery import shared_task
 
 from stalwart import Permanent
 from stalwart.enqueue import current_trace
+from tests.integration.effects import state_redis as _redis
 
 log = logging.getLogger(__name__)
-
-
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(os.environ["STALWART_REDIS_URL"])
 
 
 @shared_task(bind=True)
