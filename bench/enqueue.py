@@ -12,7 +12,7 @@ import redis
 from celery import shared_task
 
 from stalwart.app import Stalwart
-from stalwart.embedded import RedisServer
+from stalwart.dev.embedded import RedisServer
 from stalwart.settings import Settings
 
 

@@ -11,8 +11,8 @@ import redis
 from celery import shared_task
 
 from stalwart import Retry, RetryAfter
-from stalwart.breakers import Breaker
-from stalwart.limits import RateLimit
+from stalwart.policies.breakers import Breaker
+from stalwart.policies.limits import RateLimit
 
 LIMIT = RateLimit("bench", "20/s")
 FAILURE_RATE, WINDOW, MIN_CALLS, OPEN_FOR = 0.5, 10.0, 5, 2.0

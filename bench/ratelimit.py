@@ -18,7 +18,7 @@ import time
 import redis
 
 from stalwart.app import Stalwart
-from stalwart.embedded import RedisServer
+from stalwart.dev.embedded import RedisServer
 from stalwart.settings import Settings
 from stalwart.testing import WorkerProcess, wait_until
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import celery
 import redis
 
-from stalwart.embedded import RedisServer
+from stalwart.dev.embedded import RedisServer
 from stalwart.testing import WorkerProcess, wait_until
 
 JOBS = 2

@@ -26,15 +26,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import redis
 
 from stalwart.app import Stalwart
-from stalwart.embedded import RedisServer
-from stalwart.redis.scripts import load_script
+from stalwart.dev.embedded import RedisServer
 from stalwart.settings import Settings
+from stalwart.store.scripts import SCRIPTS
 from stalwart.testing import REPO_ROOT, WorkerProcess, wait_until
 
 QUEUE = "celery"
@@ -151,8 +150,7 @@ def _label(name: str, rest: str) -> str:
 @functools.cache
 def script_names() -> dict[str, str]:
     """SHA1 → name of every Lua script Stalwart ships, to label EVALSHA calls."""
-    folder = resources.files("stalwart.redis").joinpath("scripts")
-    return {load_script(f.name[:-4]).sha: f.name[:-4] for f in folder.iterdir() if f.name.endswith(".lua")}
+    return {s.sha: name for name, s in SCRIPTS.items()}
 
 
 def enqueuer(side: str, url: str) -> Callable[[int], None]:

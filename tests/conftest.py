@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from stalwart.app import Stalwart
-from stalwart.embedded import RedisServer
+from stalwart.dev.embedded import RedisServer
 from stalwart.settings import Settings
 from stalwart.testing import WorkerProcess
 

@@ -7,12 +7,9 @@ modules to the catalogue in ``tasks/``.
 
 from __future__ import annotations
 
-import os
+from stalwart import Settings, create_app
 
-from stalwart import create_app
+settings = Settings.from_env()
+TASK_MODULES = ["tasks.examples", *settings.task_modules]
 
-TASK_MODULES = ["tasks.examples"] + [
-    m.strip() for m in os.environ.get("STALWART_TASK_MODULES", "").split(",") if m.strip()
-]
-
-app = create_app("stalwart", include=TASK_MODULES)
+app = create_app("stalwart", settings=settings, include=TASK_MODULES)

@@ -15,6 +15,10 @@ class StateStoreError(StalwartError):
     """The Redis state store failed or could not be reached."""
 
 
+class StoreUnavailable(StateStoreError):
+    """The state store could not be reached (connection refused or lost, timeout, loading)."""
+
+
 class DLQError(StalwartError):
     """A dead-letter queue operation could not be carried out."""
 
@@ -23,11 +27,11 @@ class EntryNotFound(DLQError, KeyError):
     """No dead-letter entry has the given id."""
 
 
-class Permanent(Exception):
+class Permanent(StalwartError):
     """Raise from a task body: this job can never succeed, dead-letter it now."""
 
 
-class RetryAfter(Exception):
+class RetryAfter(StalwartError):
     """Raise from a task body: a transient failure, try again after ``seconds``."""
 
     def __init__(self, seconds: float, message: str = "") -> None:

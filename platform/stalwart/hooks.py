@@ -10,10 +10,10 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .job import JobContext, Outcome
+from stalwart.job.context import JobContext, Outcome
 
 if TYPE_CHECKING:
-    from .dlq import DeadLetter
+    from stalwart.dlq.entry import DeadLetter
 
 log = logging.getLogger("stalwart.hooks")
 

@@ -1,18 +1,26 @@
-"""Per-process handles on shared state: settings, keys, Redis clients, DLQ, hooks."""
+"""Per-process handles on shared state: settings, keys, Redis clients, stores, DLQ, hooks."""
 
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Protocol
+from typing import Any, Protocol
 
 from redis import Redis
 
-from .dlq import DeadLetterQueue
-from .hooks import Hooks
-from .keys import Keys
-from .leases import LeaseKeeper
-from .redis.connection import client_from_url
-from .settings import Settings
+from stalwart.dlq.queue import DeadLetterQueue
+from stalwart.errors import ConfigurationError
+from stalwart.hooks import Hooks
+from stalwart.job.leases import LeaseKeeper
+from stalwart.settings import Settings
+from stalwart.store.breakers import BreakerStore
+from stalwart.store.connection import client_from_url
+from stalwart.store.delayed import DelayedStore
+from stalwart.store.enqueue import EnqueueStore
+from stalwart.store.jobs import JobStore
+from stalwart.store.keys import Keys
+from stalwart.store.limits import LimitStore
+from stalwart.store.presence import PresenceStore
+from stalwart.store.switches import SwitchStore
 
 
 class SwitchBoard(Protocol):
@@ -32,8 +40,9 @@ class Runtime:
         self.settings = settings
         self.keys = Keys(settings.prefix)
         self.hooks = hooks if hooks is not None else Hooks()
-        # Run-time switches (pause/disable by task pattern); see stalwart.switches.
+        # Run-time switches (pause/disable by task pattern), set by the worker's bootstep.
         self.switches: SwitchBoard | None = None
+        self.wired = False  # the worker's bootstep wired this process (stalwart.worker.steps)
 
     @cached_property
     def redis(self) -> Redis:
@@ -48,9 +57,45 @@ class Runtime:
         return client_from_url(self.settings.broker_url, self.settings.redis_timeout_seconds)
 
     @cached_property
+    def jobs(self) -> JobStore:
+        return JobStore(self.redis, self.keys)
+
+    @cached_property
+    def delayed(self) -> DelayedStore:
+        return DelayedStore(self.broker_redis, self.keys)
+
+    @cached_property
+    def enqueues(self) -> EnqueueStore:
+        return EnqueueStore(self.redis, self.keys)
+
+    @cached_property
+    def limits(self) -> LimitStore:
+        return LimitStore(self.redis, self.keys)
+
+    @cached_property
+    def breakers(self) -> BreakerStore:
+        return BreakerStore(self.redis, self.keys)
+
+    @cached_property
+    def switch_store(self) -> SwitchStore:
+        return SwitchStore(self.redis, self.keys)
+
+    @cached_property
+    def presence(self) -> PresenceStore:
+        return PresenceStore(self.redis, self.keys)
+
+    @cached_property
     def leases(self) -> LeaseKeeper:
-        return LeaseKeeper(self.redis, self.keys, self.settings.lease_seconds)
+        return LeaseKeeper(self.jobs, self.settings.lease_seconds)
 
     @cached_property
     def dlq(self) -> DeadLetterQueue:
         return DeadLetterQueue(self.redis, self.keys, self.settings)
+
+
+def runtime_of(app: Any) -> Runtime:
+    """The Runtime of a Stalwart app (a plain Celery app has none)."""
+    runtime = getattr(app, "stalwart", None)
+    if not isinstance(runtime, Runtime):
+        raise ConfigurationError(f"{app!r} is not a Stalwart app (stalwart.Stalwart); it has no runtime")
+    return runtime

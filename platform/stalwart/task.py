@@ -2,38 +2,33 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
-import string
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import celery
 
-from . import envelope
-from .errors import ConfigurationError
-from .permits import PermitPolicy
-from .policies import ExceptionTypes, Retry
-from .retry import ExplicitRetry
+from stalwart import options as task_options
+from stalwart.enqueue.keys import render
+from stalwart.errors import ConfigurationError
+from stalwart.job import delivery
+from stalwart.job.classify import ExplicitRetry
+from stalwart.policies.permits import PermitPolicy
+from stalwart.policies.retry import ExceptionTypes, Retry
+from stalwart.runtime import runtime_of
 
-# Options Stalwart adds to @app.task(...), with what each one means.
-STALWART_OPTIONS: dict[str, str] = {
-    "retry": "a stalwart.Retry policy (or use Celery's max_retries/retry_backoff/... names)",
-    "permanent_for": "exception types that dead-letter at once, never retried",
-    "max_age": "seconds after enqueue past which the job is dead-lettered as expired",
-    "max_deliveries": "deliveries without finishing before the job is a poison pill (default 3)",
-    "idempotency_key": "a str.format template over the arguments, or a callable(*args, **kwargs)",
-    "limits": "RateLimit/Concurrency policies the job needs a permit from before it runs",
-    "breaker": "a Breaker guarding the dependency this task calls",
-    "fallback": "callable run instead of the body while the breaker is open",
-    "result_max_bytes": "largest JSON result stored for idempotent replies (default 65536)",
-}
+if TYPE_CHECKING:  # celery.Task is generic in celery-types' stubs, not at run time on Celery 5.5
+    _TaskBase = celery.Task[Any, Any]
+else:
+    _TaskBase = celery.Task
 
 
-class StalwartTask(celery.Task[Any, Any]):
-    """A Celery task whose every delivery goes through :mod:`stalwart.envelope`."""
+class StalwartTask(_TaskBase):
+    """A Celery task whose every delivery goes through :mod:`stalwart.job.delivery`."""
 
-    Strategy = "stalwart.consumer:strategy"
-    Request = "stalwart.request:Request"
+    Strategy = "stalwart.broker.consumer:strategy"
+    Request = "stalwart.broker.request:Request"
 
     retry_policy: Retry = Retry()
     permanent_for: ExceptionTypes = ()
@@ -49,14 +44,20 @@ class StalwartTask(celery.Task[Any, Any]):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.request.called_directly:
             return self.run(*args, **kwargs)
-        return envelope.run(self, args, kwargs)
+        return delivery.run(self, runtime_of(self.app), args, kwargs)
+
+    @classmethod
+    def on_bound(cls, app: celery.Celery) -> None:
+        """Celery binds a task class to an app: resolve options that arrived raw (``shared_task``)."""
+        task_options.resolve_class(cls)
+        super().on_bound(app)
 
     def bind_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raise TypeError (with Python's own message) when the arguments do not fit ``run``."""
-        if self._signature_cache is None:
-            type(self)._signature_cache = inspect.signature(self.run)
-        assert self._signature_cache is not None
-        self._signature_cache.bind(*args, **kwargs)
+        signature = type(self)._signature_cache
+        if signature is None:
+            signature = type(self)._signature_cache = inspect.signature(self.run)
+        signature.bind(*args, **kwargs)
 
     def retry(
         self,
@@ -73,8 +74,6 @@ class StalwartTask(celery.Task[Any, Any]):
         if self.request.called_directly:
             return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
         if eta is not None and countdown is None:
-            import datetime as dt  # noqa: PLC0415
-
             countdown = max(0.0, (eta - dt.datetime.now(eta.tzinfo)).total_seconds())
         raise ExplicitRetry(exc, countdown)
 
@@ -90,25 +89,6 @@ class StalwartTask(celery.Task[Any, Any]):
 
     def derive_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The idempotency key of a call, from the declared template or callable."""
-        spec = self.idempotency_key
-        if callable(spec):
-            key = spec(*args, **kwargs)
-        else:
-            assert spec is not None
-            bound = inspect.signature(self.run).bind(*args, **kwargs)
-            bound.apply_defaults()
-            try:
-                key = spec.format(**bound.arguments)
-            except (KeyError, IndexError) as exc:
-                raise ConfigurationError(
-                    f"idempotency_key template {spec!r} of {self.name} names {exc}, "
-                    f"which is not an argument of {list(bound.arguments)}"
-                ) from None
-        if not isinstance(key, str) or not key:
-            raise ConfigurationError(f"idempotency key of {self.name} must be a non-empty str, got {key!r}")
-        return f"{self.name}:{key}"
-
-
-def template_fields(template: str) -> list[str]:
-    """The argument names a key template refers to."""
-    return [name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(template) if name]
+        if self.idempotency_key is None:
+            raise ConfigurationError(f"{self.name} declares no idempotency_key")
+        return render(self.name, self.idempotency_key, self.run, args, kwargs)

@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import shared_task
 
-from stalwart.idempotency import commit
+from stalwart.job.commit import commit
 from tests.integration.effects import state_redis as _redis
 
 

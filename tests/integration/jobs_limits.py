@@ -9,8 +9,8 @@ import redis
 from celery import shared_task
 
 from stalwart import Retry
-from stalwart.breakers import Breaker
-from stalwart.limits import Concurrency, RateLimit
+from stalwart.policies.breakers import Breaker
+from stalwart.policies.limits import Concurrency, RateLimit
 from tests.integration.effects import state_redis as _redis
 
 HAMMER = RateLimit("hammer", "10/s", burst=5)

@@ -9,7 +9,7 @@ from typing import Any
 from celery import shared_task
 
 from stalwart import Permanent
-from stalwart.enqueue import current_trace
+from stalwart.enqueue.translate import current_trace
 from tests.integration.effects import state_redis as _redis
 
 log = logging.getLogger(__name__)

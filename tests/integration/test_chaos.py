@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from stalwart.embedded import RedisServer
+from stalwart.dev.embedded import RedisServer
 from stalwart.testing import WorkerProcess, wait_until
 
 from .reliability import CHAOS_ENV, RECORD_ONCE, SLOW_ONCE, counts, dlq_reasons, job_states, make_app

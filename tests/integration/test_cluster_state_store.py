@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from stalwart.app import Stalwart
-from stalwart.embedded import RedisCluster
+from stalwart.dev.embedded import RedisCluster
 from stalwart.errors import ConfigurationError
 from stalwart.settings import Settings
 from stalwart.testing import WorkerProcess, wait_until

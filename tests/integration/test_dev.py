@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from stalwart.dlq import DeadLetterQueue
-from stalwart.embedded import free_port
-from stalwart.keys import Keys
+from stalwart.dev.embedded import free_port
+from stalwart.dlq.queue import DeadLetterQueue
 from stalwart.settings import Settings
+from stalwart.store.keys import Keys
 from stalwart.testing import wait_until
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ import pytest
 import redis
 
 from stalwart.app import Stalwart
-from stalwart.dlq import DeadLetter, Filter
-from stalwart.keys import Keys
+from stalwart.dlq.entry import DeadLetter, Filter
+from stalwart.store.keys import Keys
 from stalwart.testing import REPO_ROOT, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from stalwart.app import Stalwart
-from stalwart.dlq import DeadLetter
+from stalwart.dlq.entry import DeadLetter
 from stalwart.testing import WorkerProcess, wait_until
 
 pytestmark = pytest.mark.integration

@@ -7,8 +7,8 @@ import json
 import pytest
 import redis
 
-from stalwart.idempotency import Claim, ClaimLost, commit, holding
-from stalwart.redis.scripts import load_script
+from stalwart.job.commit import Claim, ClaimLost, commit, holding
+from stalwart.store.scripts import script
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +17,7 @@ def test_fetch_records_the_message_unacked_in_kombus_format(r: redis.Redis) -> N
     payload = '{"body":"W1tdLHt9LHt9XQ==","headers":{"a":[]},"content-type":"application/json",' \
         '"properties":{"delivery_tag":"t1","delivery_info":{"exchange":"","routing_key":"q"}}}'
     r.lpush("q", payload)
-    item, recorded = load_script("fetch")(r, ["q", "unacked", "unacked_index"], [])
+    item, recorded = script("fetch")(r, ["q", "unacked", "unacked_index"], [])
     assert (item, recorded) == (payload.encode(), 1)
     message, exchange, routing_key = json.loads(r.hget("unacked", "t1"))
     assert (json.dumps(message, separators=(",", ":")), exchange, routing_key) == (payload, "", "q")
@@ -27,9 +27,9 @@ def test_fetch_records_the_message_unacked_in_kombus_format(r: redis.Redis) -> N
 
 def test_fetch_passes_garbage_through_for_the_malformed_guard(r: redis.Redis) -> None:
     r.lpush("q", b"\xff not json")
-    assert load_script("fetch")(r, ["q", "unacked", "unacked_index"], []) == [b"\xff not json", 0]
+    assert script("fetch")(r, ["q", "unacked", "unacked_index"], []) == [b"\xff not json", 0]
     assert r.hlen("unacked") == 0
-    assert load_script("fetch")(r, ["q", "unacked", "unacked_index"], []) is None
+    assert script("fetch")(r, ["q", "unacked", "unacked_index"], []) is None
 
 
 def test_commit_applies_effect_and_done_together_only_while_claimed(r: redis.Redis) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from stalwart.app import Stalwart
-from stalwart.embedded import free_port
+from stalwart.dev.embedded import free_port
 from stalwart.testing import REPO_ROOT, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.integration

@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 import redis
 
-from stalwart.breakers import Breaker, admin, status
-from stalwart.embedded import RedisCluster
-from stalwart.job import JobContext, Meta, Outcome
-from stalwart.keys import Keys
-from stalwart.limits import RENEWER, Concurrency, RateLimit, redis_errors
+from stalwart.dev.embedded import RedisCluster
+from stalwart.job.context import JobContext, Outcome
+from stalwart.job.header import Meta
+from stalwart.policies.breakers import Breaker, admin, status
+from stalwart.policies.limits import RENEWER, Concurrency, RateLimit, redis_errors
 from stalwart.runtime import Runtime
 from stalwart.settings import Settings
+from stalwart.store.keys import Keys
 
 K = Keys("t")
 

@@ -7,10 +7,10 @@ import json
 import pytest
 import redis
 
-from stalwart.breakers import Breaker
 from stalwart.cli.main import main
-from stalwart.job import Outcome
-from stalwart.limits import Concurrency, RateLimit, store
+from stalwart.job.context import Outcome
+from stalwart.policies.breakers import Breaker
+from stalwart.policies.limits import Concurrency, RateLimit, store
 from stalwart.runtime import Runtime
 from stalwart.settings import Settings
 

@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from stalwart.app import Stalwart
-from stalwart.breakers import admin, status
-from stalwart.keys import Keys
+from stalwart.policies.breakers import admin, status
+from stalwart.store.keys import Keys
 from stalwart.testing import WorkerProcess, wait_until
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from stalwart.app import Stalwart
-from stalwart.embedded import RedisServer, free_port
+from stalwart.dev.embedded import RedisServer, free_port
 from stalwart.testing import WorkerProcess, wait_until
 
 pytestmark = pytest.mark.integration

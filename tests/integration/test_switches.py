@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from stalwart import switches
 from stalwart.cli.main import main
+from stalwart.policies import switches
 from stalwart.testing import WorkerProcess, wait_until
 
 pytestmark = pytest.mark.integration
@@ -47,7 +47,7 @@ def test_pause_stops_a_task_on_every_worker_within_a_second_and_resume_restarts_
     wait_until(lambda: len({host for _, _, host in starts(r, "p")}) == 2, 30, message="both workers run stamp")
 
     cli("switch", "pause", "tests.integration.jobs_ops.st*")
-    paused_at = int(r.hget(switches.changed_key(app.stalwart.keys), "tests.integration.jobs_ops.st*"))
+    paused_at = int(switches.read(r, app.stalwart.keys)["tests.integration.jobs_ops.st*"]["at"])  # type: ignore[call-overload]
     assert "paused" in cli("switch", "ls")
     time.sleep(2.5)
     ran = starts(r, "p")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from stalwart.replay import replay
+from stalwart.dlq.replay import replay
 from stalwart.testing import WorkerProcess, wait_until
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ def test_logs_carry_the_trace_through_retries_and_child_jobs(worker: WorkerProce
     assert child["trace_id"] == "trace-from-app"
     assert child["task_id"] != result.id
     retry_line = next(x for x in records(worker)
-                      if x["logger"] == "stalwart.envelope" and x.get("task_id") == result.id)
+                      if x["logger"] == "stalwart.job.delivery" and x.get("task_id") == result.id)
     assert (retry_line["attempt"], retry_line["trace_id"]) == (1, "trace-from-app")
 
 

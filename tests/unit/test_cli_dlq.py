@@ -13,9 +13,10 @@ import redis
 
 from stalwart.cli.dlq import parse_time
 from stalwart.cli.main import build_parser, main
-from stalwart.dlq import DeadLetter, DeadLetterQueue
-from stalwart.keys import Keys
+from stalwart.dlq.entry import DeadLetter
+from stalwart.dlq.queue import DeadLetterQueue
 from stalwart.settings import Settings
+from stalwart.store.keys import Keys
 
 NOW = 1_800_000_000_000
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import redis
 
-from stalwart.dlq import DeadLetter, DeadLetterQueue, Filter
+from stalwart.dlq.entry import DeadLetter, Filter
+from stalwart.dlq.queue import DeadLetterQueue
 from stalwart.errors import DLQError, EntryNotFound
-from stalwart.keys import Keys
 from stalwart.settings import Settings
+from stalwart.store.keys import Keys
 
 
 def make_dlq(r: redis.Redis, max_entries: int = 100, max_age_seconds: float = 3600.0) -> DeadLetterQueue:
@@ -27,7 +28,7 @@ def entry(i: int, reason: str = "exhausted", task: str = "jobs.a", queue: str = 
 
 def set_dead_at(r: redis.Redis, dlq: DeadLetterQueue, scores: dict[str, int]) -> None:
     """Pin index times so time filters and ordering do not depend on the clock."""
-    r.zadd(dlq.index_key, scores, xx=True)
+    r.zadd(dlq.store.index_key, scores, xx=True)
 
 
 def ids(entries: list[DeadLetter]) -> list[str]:
@@ -124,8 +125,8 @@ def test_retention_by_count_evicts_the_oldest_and_counts_it(r: redis.Redis) -> N
     dlq.add(entry(3))
     dlq.add(entry(4))
     assert sorted(ids(list(dlq.iter()))) == ["e002", "e003", "e004"]
-    assert r.hget(dlq.entries_key, "e000") is None
-    assert r.hget(dlq.entries_key, "e000:reason") is None
+    assert r.hget(dlq.store.entries_key, "e000") is None
+    assert r.hget(dlq.store.entries_key, "e000:reason") is None
     stats = dlq.stats()
     assert stats["total"] == 3
     assert stats["evicted"] == 2
@@ -153,7 +154,7 @@ def test_remove_counts_under_the_given_stat(r: redis.Redis) -> None:
         dlq.add(entry(i, reason="permanent" if i % 2 else "poison"))
     assert dlq.remove(["e000", "e001", "missing"], stat="replayed") == 2
     assert dlq.remove(["e000"], stat="replayed") == 0  # already gone: not counted twice
-    assert r.hget(dlq.entries_key, "e001:reason") is None
+    assert r.hget(dlq.store.entries_key, "e001:reason") is None
     stats = dlq.stats()
     assert (stats["total"], stats["replayed"], stats["purged"]) == (2, 2, 0)
     assert stats["by_reason"] == {"permanent": 1, "poison": 1}
@@ -176,7 +177,7 @@ def test_purge_with_a_filter_and_all(r: redis.Redis) -> None:
     assert dlq.purge() == 3
     stats = dlq.stats()
     assert (stats["total"], stats["purged"], stats["by_reason"]) == (0, 5, {})
-    assert r.hlen(dlq.entries_key) == 0
+    assert r.hlen(dlq.store.entries_key) == 0
 
 
 def test_stats_of_an_empty_dlq(r: redis.Redis) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from stalwart import ConfigurationError
-from stalwart.enqueue import current_trace, translate
-from stalwart.job import DELAY_HEADER, HEADER, Meta
+from stalwart.enqueue.translate import current_trace, translate
+from stalwart.job.header import DELAY_HEADER, HEADER, Meta
 
 NOW = 1_700_000_000.0  # seconds since the epoch, frozen
 NOW_MS = int(NOW * 1000)
@@ -19,8 +19,8 @@ NOW_MS = int(NOW * 1000)
 @pytest.fixture(autouse=True)
 def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = SimpleNamespace(time=lambda: NOW)
-    monkeypatch.setattr("stalwart.enqueue.time", clock)
-    monkeypatch.setattr("stalwart.job.time", clock)
+    monkeypatch.setattr("stalwart.enqueue.translate.time", clock)
+    monkeypatch.setattr("stalwart.job.header.time", clock)
 
 
 def at(seconds_from_now: float, tz: dt.tzinfo | None = dt.timezone.utc) -> dt.datetime:

@@ -12,24 +12,24 @@ import importlib.resources
 
 import pytest
 
-from stalwart.redis.scripts import SCRIPTS, load_script
-from stalwart.worker import StalwartStep
+from stalwart.store.scripts import SCRIPTS, script
+from stalwart.worker.steps import StalwartStep
 
 
 def test_scripts_are_read_at_import_so_threads_never_touch_import_machinery(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def no_imports(*_: object) -> None:
-        raise AssertionError("load_script went through importlib at call time")
+        raise AssertionError("script() went through importlib at call time")
 
     monkeypatch.setattr(importlib.resources, "files", no_imports)
     for name in ("delayed_move", "job_begin", "job_end", "fetch", "dlq_add"):
-        assert load_script(name) is SCRIPTS[name]
+        assert script(name) is SCRIPTS[name]
 
 
 def test_an_unknown_script_name_lists_the_shipped_ones() -> None:
     with pytest.raises(KeyError, match="job_begin"):
-        load_script("no_such_script")
+        script("no_such_script")
 
 
 def test_main_process_threads_start_after_the_pool_has_forked() -> None:

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from stalwart.breakers import Breaker
 from stalwart.errors import CircuitOpen, ConfigurationError, LimitExceeded, Permanent, RetryAfter
-from stalwart.job import Outcome
-from stalwart.limits import Concurrency, RateLimit, parse_rate
-from stalwart.permits import PermitPolicy
-from stalwart.retry import ExplicitRetry
+from stalwart.job.classify import ExplicitRetry
+from stalwart.job.context import Outcome
+from stalwart.policies.breakers import Breaker
+from stalwart.policies.limits import Concurrency, RateLimit, parse_rate
+from stalwart.policies.permits import PermitPolicy
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 
-from stalwart import logs
-from stalwart.envelope import current_job
-from stalwart.job import JobContext, Meta
+from stalwart.job.context import JobContext
+from stalwart.job.delivery import current_job
+from stalwart.job.header import Meta
+from stalwart.ops import logs
 
 
 def record(message: str) -> logging.LogRecord:
@@ -33,14 +34,14 @@ def test_outside_a_job_the_fields_are_absent_from_json_and_dashes_in_text() -> N
     line = json.loads(logs.JsonFormatter().format(record("idle")))
     assert "task_id" not in line
     assert line["level"] == "INFO"
-    text = logs.formatter({"STALWART_LOG_FORMAT": "text"}).format(record("idle"))
+    text = logs.formatter("text").format(record("idle"))
     assert text.endswith("[- - #- trace=-] idle")
 
 
 def test_configure_is_idempotent() -> None:
     logger = logging.getLogger("stalwart.test.logs")
     logger.addHandler(logging.StreamHandler())
-    logs.configure(logger, {})
-    logs.configure(logger, {})
+    logs.configure(logger)
+    logs.configure(logger)
     assert len(logger.handlers[0].filters) == 1
     assert isinstance(logger.handlers[0].formatter, logs.JsonFormatter)

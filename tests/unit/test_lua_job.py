@@ -7,9 +7,10 @@ import threading
 import pytest
 import redis
 
-from stalwart.delayed import Mover, depth, move_due
-from stalwart.keys import Keys
-from stalwart.redis.scripts import load_script
+from stalwart.broker.mover import BATCH, Mover
+from stalwart.store.delayed import DelayedStore
+from stalwart.store.keys import Keys
+from stalwart.store.scripts import script
 
 KEYS = Keys("stalwart")
 JOB = KEYS.job("t:task-1")
@@ -20,14 +21,14 @@ def begin(
     r: redis.Redis, owner: str = "host:1:m1", *, lease_ms: int = 5000, max_deliveries: int = 3,
     deadline: int = 0, gen: int = 0,
 ) -> tuple[str, str]:
-    code, value, _now = load_script("job_begin")(
+    code, value, _now = script("job_begin")(
         r, [JOB], [owner, lease_ms, max_deliveries, deadline, gen, TTL_MS]
     )
     return code.decode(), value.decode()
 
 
 def end(r: redis.Redis, outcome: str, owner: str = "host:1:m1", result: str = "", next_gen: int = 0) -> int:
-    return int(load_script("job_end")(r, [JOB], [owner, outcome, result, TTL_MS, next_gen]))
+    return int(script("job_end")(r, [JOB], [owner, outcome, result, TTL_MS, next_gen]))
 
 
 def job(r: redis.Redis) -> dict[str, str]:
@@ -139,7 +140,7 @@ def test_only_the_owner_may_release(r: redis.Redis) -> None:
 
 
 def test_crash_frees_the_claim_of_the_dead_child_only(r: redis.Redis) -> None:
-    crashed = load_script("job_crashed")
+    crashed = script("job_crashed")
     begin(r, "host:10:msg")
     assert crashed(r, [JOB], ["host:11:"]) == 0
     assert crashed(r, [JOB], ["host:10:"]) == 1
@@ -150,7 +151,7 @@ def test_crash_frees_the_claim_of_the_dead_child_only(r: redis.Redis) -> None:
 
 
 def test_renew_extends_only_the_owners_lease(r: redis.Redis) -> None:
-    renew = load_script("job_renew")
+    renew = script("job_renew")
     begin(r, "host:1:a", lease_ms=1000)
     first = int(job(r)["lease"])
     assert renew(r, [JOB], ["host:2:b", 60_000]) == 0
@@ -166,7 +167,7 @@ DELAYED = KEYS.delayed(LIST)
 
 
 def schedule(r: redis.Redis, payload: str, delay_ms: int) -> int:
-    return int(load_script("delayed_schedule")(
+    return int(script("delayed_schedule")(
         r, [DELAYED, KEYS.registry("delayed")], [delay_ms, payload, LIST]
     ))
 
@@ -191,7 +192,7 @@ def test_schedule_scores_by_the_redis_clock(r: redis.Redis) -> None:
 def test_move_publishes_only_due_jobs_oldest_first(r: redis.Redis) -> None:
     make_due(r, ["a", "b", "c"])
     schedule(r, "later", 60_000)
-    moved, wait_ms = move_due(r, KEYS, LIST)
+    moved, wait_ms = DelayedStore(r, KEYS).move_due(LIST, BATCH)
     assert moved == 3
     assert 59_000 < wait_ms <= 60_000
     # Workers pop from the right: the job due first is consumed first.
@@ -200,15 +201,15 @@ def test_move_publishes_only_due_jobs_oldest_first(r: redis.Redis) -> None:
 
 
 def test_move_of_an_empty_set_reports_no_next(r: redis.Redis) -> None:
-    assert move_due(r, KEYS, LIST) == (0, -1)
+    assert DelayedStore(r, KEYS).move_due(LIST, BATCH) == (0, -1)
 
 
 def test_move_takes_at_most_one_batch(r: redis.Redis) -> None:
     payloads = [f"m{i}" for i in range(1234)]
     make_due(r, payloads)
-    assert move_due(r, KEYS, LIST, batch=1000) == (1000, 0)
+    assert DelayedStore(r, KEYS).move_due(LIST, 1000) == (1000, 0)
     assert (r.llen(LIST), r.zcard(DELAYED)) == (1000, 234)
-    assert move_due(r, KEYS, LIST, batch=1000) == (234, -1)
+    assert DelayedStore(r, KEYS).move_due(LIST, 1000) == (234, -1)
     assert sorted(r.lrange(LIST, 0, -1)) == sorted(p.encode() for p in payloads)
 
 
@@ -229,7 +230,7 @@ def test_every_move_is_atomic(r: redis.Redis) -> None:
     observer = threading.Thread(target=observe)
     observer.start()
     try:
-        while move_due(mover_client, KEYS, LIST, batch=7)[0]:
+        while DelayedStore(mover_client, KEYS).move_due(LIST, 7)[0]:
             pass
     finally:
         done.set()
@@ -245,17 +246,17 @@ def test_mover_tick_drains_every_registered_queue(r: redis.Redis) -> None:
     r.zadd(other, {"o1": 0})
     r.sadd(KEYS.registry("delayed"), "orders")
     schedule(r, "later", 30)
-    mover = Mover(r, KEYS, interval=0.5)
+    mover = Mover(DelayedStore(r, KEYS), interval=0.5)
     sleep = mover.tick()
     assert mover.moved == 2501
     assert (r.llen(LIST), r.llen("orders")) == (2500, 1)
     assert sleep <= 0.03  # wakes for the next due job, not after the whole interval
-    assert depth(r, KEYS) == {LIST: 1, "orders": 0}
+    assert DelayedStore(r, KEYS).depth() == {LIST: 1, "orders": 0}
 
 
 @pytest.mark.parametrize("interval", [0.02])
 def test_mover_thread_moves_and_stops(r: redis.Redis, interval: float) -> None:
-    mover = Mover(r, KEYS, interval=interval)
+    mover = Mover(DelayedStore(r, KEYS), interval=interval)
     mover.start()
     try:
         schedule(r, "soon", 20)

@@ -11,11 +11,12 @@ import redis
 from prometheus_client import CollectorRegistry, values
 from prometheus_client.parser import text_string_to_metric_families
 
-from stalwart import metrics
-from stalwart.dlq import DeadLetter
-from stalwart.embedded import free_port
-from stalwart.job import JobContext, Meta, Outcome
-from stalwart.metrics import MetricsHook, StateCollector
+from stalwart.dev.embedded import free_port
+from stalwart.dlq.entry import DeadLetter
+from stalwart.job.context import JobContext, Outcome
+from stalwart.job.header import Meta
+from stalwart.ops import metrics
+from stalwart.ops.metrics import MetricsHook, StateCollector
 from stalwart.runtime import Runtime
 from stalwart.settings import Settings
 

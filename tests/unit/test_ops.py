@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from stalwart.errors import ConfigurationError
-from stalwart.ops import OpsConfig, OpsServer, OpsState
+from stalwart.ops.server import OpsConfig, OpsServer, OpsState
+from stalwart.settings import Settings
 
 
 class Clock:
@@ -27,9 +28,9 @@ def failing() -> None:
 
 
 def test_config_is_off_unless_a_port_is_given() -> None:
-    assert OpsConfig.from_env({}) is None
-    assert OpsConfig.from_env({"STALWART_OPS_PORT": ""}) is None
-    config = OpsConfig.from_env({"STALWART_OPS_PORT": "0", "STALWART_OPS_STALE_SECONDS": "5"})
+    assert OpsConfig.from_settings(Settings.from_env({})) is None
+    assert OpsConfig.from_settings(Settings.from_env({"STALWART_OPS_PORT": ""})) is None
+    config = OpsConfig.from_settings(Settings.from_env({"STALWART_OPS_PORT": "0", "STALWART_OPS_STALE_SECONDS": "5"}))
     assert config == OpsConfig(port=0, host="0.0.0.0", stale_seconds=5.0)
 
 
@@ -40,7 +41,7 @@ def test_config_is_off_unless_a_port_is_given() -> None:
 )
 def test_config_refuses_bad_values(env: dict[str, str]) -> None:
     with pytest.raises(ConfigurationError):
-        OpsConfig.from_env(env)
+        Settings.from_env(env)
 
 
 def test_health_fails_only_when_the_consumer_loop_stalls() -> None:

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from stalwart.dlq import DeadLetter
+from stalwart.dlq.entry import DeadLetter
+from stalwart.dlq.replay import entry_meta, job_key, replay, successor_meta, unreplayable_reason
 from stalwart.errors import DLQError
-from stalwart.replay import entry_meta, job_key, replay, successor_meta, unreplayable_reason
 
 ENVELOPE_HEADERS = {"msg": "m1", "gen": 4, "key": "order-7", "trace": "tr", "sent": 1000,
                     "deadline": 2000, "first_seen": 900, "history": [{"attempt": 1}]}

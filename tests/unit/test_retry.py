@@ -7,7 +7,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from stalwart import Permanent, Retry, RetryAfter
 from stalwart.errors import ConfigurationError
-from stalwart.retry import ExplicitRetry, Verdict, backoff_delay, classify
+from stalwart.job.classify import ExplicitRetry, Verdict, backoff_delay, classify
 
 
 def top(_: object = None) -> float:

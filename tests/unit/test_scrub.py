@@ -8,11 +8,12 @@ from typing import Any
 import fakeredis
 import pytest
 
-from stalwart import reporting
-from stalwart.job import Meta
-from stalwart.keys import Keys
-from stalwart.scrub import FILTERED, is_secret, scrub, secret_values
+from stalwart.job.header import Meta
+from stalwart.ops import sentry as reporting
+from stalwart.ops.scrub import FILTERED, is_secret, scrub, secret_values
 from stalwart.settings import Settings
+from stalwart.store.jobs import JobStore
+from stalwart.store.keys import Keys
 
 
 @pytest.mark.parametrize("key", ["password", "DB_PASSWORD", "api_key", "X-Api-Token", "Authorization",
@@ -66,8 +67,8 @@ def test_named_arguments_bind_positional_values_to_parameter_names() -> None:
 
 
 def test_one_report_per_message_a_poison_verdict_after_a_reported_loss_adds_none() -> None:
-    runtime = types.SimpleNamespace(keys=Keys("t"), redis=fakeredis.FakeRedis(), settings=Settings())
-    hook = reporting.SentryHook(types.SimpleNamespace(stalwart=runtime))  # type: ignore[arg-type]
+    runtime = types.SimpleNamespace(jobs=JobStore(fakeredis.FakeRedis(), Keys("t")), settings=Settings())
+    hook = reporting.SentryHook(types.SimpleNamespace(), runtime)  # type: ignore[arg-type]
     meta = Meta()
     assert hook.first_report("job-1", meta, "lost")
     assert not hook.first_report("job-1", meta, "lost")  # a second kill, or the poison verdict

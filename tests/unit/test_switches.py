@@ -8,9 +8,9 @@ import fakeredis
 import pytest
 import redis
 
-from stalwart import switches
 from stalwart.errors import ConfigurationError
-from stalwart.keys import Keys
+from stalwart.policies import switches
+from stalwart.store.keys import Keys
 
 KEYS = Keys("t")
 
@@ -66,7 +66,7 @@ class Down:
 def test_the_board_fails_open_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
     board = switches.SwitchBoard(Down, KEYS, ttl=0.25, clock=clock)  # type: ignore[arg-type]
-    with caplog.at_level(logging.WARNING, "stalwart.switches"):
+    with caplog.at_level(logging.WARNING, "stalwart.policies.switches"):
         for _ in range(3):
             assert board.state("a.task") is None
             clock.now += 1

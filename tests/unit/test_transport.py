@@ -11,9 +11,9 @@ import pytest
 import redis
 from kombu import Connection
 
-from stalwart.job import DELAY_HEADER
-from stalwart.keys import Keys
-from stalwart.transport import MALFORMED_CONTENT_TYPE, MALFORMED_HEADER, decode_envelope
+from stalwart.broker.transport import MALFORMED_CONTENT_TYPE, MALFORMED_HEADER, decode_envelope
+from stalwart.job.header import DELAY_HEADER
+from stalwart.store.keys import Keys
 
 
 def envelope(**overrides: Any) -> dict[str, Any]:
@@ -112,7 +112,7 @@ def test_problem_text_is_bounded() -> None:
 
 @pytest.fixture
 def connection(redis_url: str) -> Any:
-    with Connection(redis_url, transport="stalwart.transport:Transport",
+    with Connection(redis_url, transport="stalwart.broker.transport:Transport",
                     transport_options={"stalwart_prefix": "stalwart"}) as conn:
         yield conn
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..breakers import admin, status
-from ..limits import decode
-from ..runtime import Runtime
-from ..settings import Settings
+from stalwart.policies.breakers import admin, status
+from stalwart.runtime import Runtime
+from stalwart.settings import Settings
+
 from .output import format_ms, print_fields, print_json, print_table
 
 LS_COLUMNS = ("name", "state", "calls", "failures", "failure_rate", "probes_in_flight", "half_open_in")
@@ -44,7 +44,7 @@ def _runtime() -> Runtime:
 
 
 def _names(runtime: Runtime) -> list[str]:
-    return sorted(decode(n) for n in runtime.redis.smembers(runtime.keys.registry("breakers")))
+    return runtime.limits.names("breakers")
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -73,7 +73,6 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_admin(args: argparse.Namespace) -> int:
     runtime = _runtime()
     state = admin(runtime.redis, runtime.keys, args.name, _OPS[args.action])  # type: ignore[arg-type]
-    runtime.redis.sadd(runtime.keys.registry("breakers"), args.name)
     if args.json:
         print_json({"name": args.name, "state": state})
     else:

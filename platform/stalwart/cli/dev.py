@@ -27,9 +27,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build the options and hand over to :func:`stalwart.dev.run`."""
-    from ..dev import DevOptions  # noqa: PLC0415 - keep `stalwart --help` fast
-    from ..dev import run as run_dev  # noqa: PLC0415
+    """Build the options and hand over to :func:`stalwart.dev.stack.run`."""
+    from stalwart.dev.stack import DevOptions  # noqa: PLC0415 - keep `stalwart --help` fast
+    from stalwart.dev.stack import run as run_dev  # noqa: PLC0415
 
     options = DevOptions(
         concurrency=args.concurrency, flower=not args.no_flower, flower_port=args.flower_port,

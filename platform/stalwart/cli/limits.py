@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..limits import limit_names, limit_status
-from ..runtime import Runtime
-from ..settings import Settings
+from stalwart.policies.limits import limit_names, limit_status
+from stalwart.runtime import Runtime
+from stalwart.settings import Settings
+
 from .output import print_fields, print_json, print_table
 
 LS_COLUMNS = ("name", "type", "limit", "granted", "denied", "now")

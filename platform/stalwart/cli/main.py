@@ -14,7 +14,9 @@ from collections.abc import Sequence
 
 import redis
 
-from ..errors import StalwartError
+from stalwart.errors import StalwartError, StoreUnavailable
+from stalwart.settings import Settings
+from stalwart.store.connection import redact
 
 COMMANDS = ["dlq", "dev", "switch", "status", "breaker", "limits"]
 
@@ -32,15 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
+    except (StoreUnavailable, redis.ConnectionError) as exc:
+        cause = exc.__cause__ if isinstance(exc, StoreUnavailable) and exc.__cause__ else exc
+        url = redact(Settings.from_env().redis_url)
+        print(f"stalwart: cannot reach Redis at {url}: {cause}", file=sys.stderr)
+        return 2
     except StalwartError as exc:
         print(f"stalwart: {exc}", file=sys.stderr)
-        return 2
-    except redis.ConnectionError as exc:
-        from ..redis.connection import redact  # noqa: PLC0415
-        from ..settings import Settings  # noqa: PLC0415
-
-        url = redact(Settings.from_env().redis_url)
-        print(f"stalwart: cannot reach Redis at {url}: {exc}", file=sys.stderr)
         return 2
 
 

@@ -8,16 +8,14 @@ those that wrote a presence mark, live when seen within the last 15 s.
 from __future__ import annotations
 
 import argparse
-import importlib
 from typing import Any
 
-import redis
+from stalwart.job.header import now_ms
+from stalwart.ops import presence
+from stalwart.runtime import Runtime
+from stalwart.settings import Settings
+from stalwart.store import broker as broker_store
 
-from .. import delayed, presence
-from ..job import now_ms
-from ..keys import Keys
-from ..runtime import Runtime
-from ..settings import Settings
 from .output import format_ms, print_json, print_table
 
 DEFAULT_QUEUE = "celery"
@@ -31,56 +29,32 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=cmd_status)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def queues(broker: redis.Redis, keys: Keys, default: str = DEFAULT_QUEUE) -> list[dict[str, Any]]:
+def queues(runtime: Runtime, default: str = DEFAULT_QUEUE) -> list[dict[str, Any]]:
     """Ready (list length, all priorities) and delayed counts of every known queue."""
-    waiting = delayed.depth(broker, keys)
+    waiting = runtime.delayed.depth()
     names = sorted({default} | {name.split(PRIORITY_SEP)[0] for name in waiting})
     lists = {name: [name] + [f"{name}{PRIORITY_SEP}{p}" for p in PRIORITY_STEPS] for name in names}
-    with broker.pipeline(transaction=False) as pipe:
-        for parts in lists.values():
-            for part in parts:
-                pipe.llen(part)
-        lengths = iter(pipe.execute())
+    lengths = iter(broker_store.list_lengths(runtime.broker_redis, [p for parts in lists.values() for p in parts]))
     rows = []
     for name, parts in lists.items():
-        ready = sum(int(next(lengths)) for _ in parts)
+        ready = sum(next(lengths) for _ in parts)
         late = sum(n for key, n in waiting.items() if key.split(PRIORITY_SEP)[0] == name)
         rows.append({"queue": name, "ready": ready, "delayed": late})
     return rows
 
 
-def breakers(client: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
-    """Every registered breaker with its state (through stalwart.breakers when present)."""
-    names = sorted(_text(n) for n in client.smembers(keys.registry("breakers")))
-    try:
-        status = importlib.import_module("stalwart.breakers").status
-    except (ImportError, AttributeError):
-        status = None
-    rows = []
-    for name in names:
-        if status is not None:
-            rows.append(dict(status(client, keys, name)))
-        else:
-            state = {_text(k): _text(v) for k, v in client.hgetall(keys.breaker(name, "state")).items()}
-            rows.append({"name": name, "state": state.get("state", "closed")})
-    return rows
+def breakers(runtime: Runtime) -> list[dict[str, Any]]:
+    """Every registered breaker with its state."""
+    return [runtime.breakers.status(name) for name in runtime.limits.names("breakers")]
 
 
-def limits(client: redis.Redis, keys: Keys) -> list[dict[str, Any]]:
+def limits(runtime: Runtime) -> list[dict[str, Any]]:
     """Every registered limit with its declared settings."""
-    rows = []
-    for name in sorted(_text(n) for n in client.smembers(keys.registry("limits"))):
-        config = {_text(k): _text(v) for k, v in client.hgetall(keys.limit(name, "config")).items()}
-        rows.append({"name": name, "config": config})
-    return rows
+    return [{"name": name, "config": runtime.limits.config(name)} for name in runtime.limits.names("limits")]
 
 
-def workers(client: redis.Redis, keys: Keys, now: int) -> list[dict[str, Any]]:
-    seen = presence.read(client, keys)
+def workers(runtime: Runtime, now: int) -> list[dict[str, Any]]:
+    seen = runtime.presence.read()
     alive = presence.live(seen, now)
     return [
         {"hostname": h, "last_seen": at, "age_seconds": round((now - at) / 1000, 1), "live": alive[h]}
@@ -91,14 +65,14 @@ def workers(client: redis.Redis, keys: Keys, now: int) -> list[dict[str, Any]]:
 def gather(runtime: Runtime) -> dict[str, Any]:
     """Everything ``status`` shows, as one JSON-ready document."""
     dlq = runtime.dlq.stats()
-    in_flight = int(runtime.broker_redis.hlen("unacked"))
-    found = workers(runtime.redis, runtime.keys, now_ms())
+    in_flight = broker_store.unacked_count(runtime.broker_redis)
+    found = workers(runtime, now_ms())
     return {
-        "queues": queues(runtime.broker_redis, runtime.keys),
+        "queues": queues(runtime),
         "in_flight": in_flight,
         "dlq": {"total": dlq["total"], "by_reason": dlq["by_reason"]},
-        "breakers": breakers(runtime.redis, runtime.keys),
-        "limits": limits(runtime.redis, runtime.keys),
+        "breakers": breakers(runtime),
+        "limits": limits(runtime),
         "workers": found,
         "live_workers": sum(1 for w in found if w["live"]),
     }

@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .. import switches
-from ..runtime import Runtime
-from ..settings import Settings
+from stalwart.policies import switches
+from stalwart.runtime import Runtime
+from stalwart.settings import Settings
+
 from .output import format_ms, print_json, print_table
 
 

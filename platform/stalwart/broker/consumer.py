@@ -1,0 +1,148 @@
+"""The worker's guard against bad messages: they are dead-lettered, never fatal, never dropped.
+
+Runs in the worker's main process. Celery's consumer logs and discards a message for an
+unknown task and rejects undecodable ones; these hooks write a DLQ entry with the reason
+first, then acknowledge. The task strategy checks each message's content type and body before
+Celery hands it to the pool, where a decode failure would fail the job without a trace.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any
+
+import celery
+from celery.worker.consumer import Consumer as CeleryConsumer
+from celery.worker.strategy import default as default_strategy
+from kombu.exceptions import ContentDisallowed
+from kombu.serialization import loads, prepare_accept_content
+
+from stalwart.broker.transport import MALFORMED_CONTENT_TYPE, MALFORMED_HEADER
+from stalwart.dlq.entry import DeadLetter
+from stalwart.errors import StateStoreError
+from stalwart.job.header import HEADER, Meta
+from stalwart.runtime import runtime_of
+
+log = logging.getLogger("stalwart.broker.consumer")
+RAW_LIMIT = 64 * 1024
+
+
+def body_problem(message: Any, accept: set[str]) -> tuple[str, str] | None:
+    """(reason, detail) when a protocol-2 task message cannot run, else None."""
+    if message.content_type == MALFORMED_CONTENT_TYPE:
+        return "malformed", str((message.headers or {}).get(MALFORMED_HEADER, "undecodable"))
+    if message.content_type not in accept:
+        return "refused_content", f"content type {message.content_type!r} is refused (accepted: {sorted(accept)})"
+    try:
+        decoded = loads(message.body, message.content_type, message.content_encoding, accept=accept)
+    except Exception as exc:  # noqa: BLE001 - any decoder error means the same thing: the body is unusable
+        return "malformed", f"body does not decode as {message.content_type}: {exc}"
+    if not (
+        isinstance(decoded, (list, tuple))
+        and len(decoded) == 3
+        and isinstance(decoded[0], (list, tuple))
+        and isinstance(decoded[1], dict)
+    ):
+        return "malformed", "body is not [args, kwargs, embed]"
+    headers = message.headers or {}
+    if not isinstance(headers.get("id"), str):
+        return "malformed", "message headers lack a task id"
+    return None
+
+
+def dead_letter_message(app: celery.Celery, message: Any, reason: str, detail: str) -> None:
+    """Write a DLQ entry for a message that never reached a task body, then ack it."""
+    entry = entry_for_message(message, reason, detail)
+    try:
+        runtime_of(app).dlq.add(entry)
+    except StateStoreError as exc:
+        log.error("could not dead-letter a %s message (%s); requeueing it: %s", reason, detail, exc)
+        message.reject_log_error(log, (), requeue=True)
+        return
+    log.error("dead-lettered a %s message as %s: %s", reason, entry.id, detail)
+    runtime_of(app).hooks.call("on_dead_letter", entry, None)
+    message.ack_log_error(log, ())
+
+
+def entry_for_message(message: Any, reason: str, detail: str) -> DeadLetter:
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    headers = {k: v for k, v in headers.items() if k != MALFORMED_HEADER}
+    info = message.delivery_info or {}
+    meta = Meta.from_header(headers.get(HEADER))
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    raw: str | None = None
+    if reason == "unregistered":
+        try:
+            decoded = message.decode()
+            args, kwargs = list(decoded[0]), dict(decoded[1])
+        except Exception:  # noqa: BLE001 - an unregistered task with a bad body as well: keep it raw
+            raw = _raw(message.body)
+    else:
+        raw = _raw(message.body)
+    return DeadLetter(
+        id=str(message.delivery_tag),
+        reason=reason,
+        task=headers.get("task") if isinstance(headers.get("task"), str) else None,
+        task_id=headers.get("id") if isinstance(headers.get("id"), str) else None,
+        queue=info.get("routing_key"),
+        args=args,
+        kwargs=kwargs,
+        headers=headers,
+        exc_type={"unregistered": "NotRegistered", "refused_content": "ContentDisallowed"}.get(reason, "DecodeError"),
+        exc_message=detail[:4000],
+        first_seen=meta.first_seen or meta.sent if HEADER in headers else None,
+        raw=raw,
+    )
+
+
+def _raw(body: object) -> str:
+    data = body if isinstance(body, bytes) else str(body).encode("utf-8", "surrogateescape")
+    try:
+        return data[:RAW_LIMIT].decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(data[:RAW_LIMIT]).decode()
+
+
+def strategy(task: Any, app: celery.Celery, consumer: Any, **kwargs: Any) -> Any:
+    """Celery's default strategy, behind a check of each message's content and body."""
+    inner = default_strategy(task, app, consumer, **kwargs)
+    accept = set(prepare_accept_content(app.conf.accept_content) or ())
+
+    def handler(message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any) -> Any:
+        if body is None:  # protocol 2: Celery would only decode the body in the pool child
+            problem = body_problem(message, accept)
+            if problem is not None:
+                return dead_letter_message(app, message, *problem)
+        return inner(message, body, ack, reject, callbacks, **kw)
+
+    return handler
+
+
+class Consumer(CeleryConsumer):
+    """Celery's consumer, dead-lettering what it would discard or choke on."""
+
+    @property
+    def stalwart_app(self) -> celery.Celery:
+        return self.app
+
+    def on_unknown_message(self, body: Any, message: Any) -> None:
+        dead_letter_message(self.stalwart_app, message, "malformed", "not a Celery task message (no task name)")
+
+    def on_unknown_task(self, body: Any, message: Any, exc: BaseException) -> None:
+        name = (message.headers or {}).get("task") if isinstance(message.headers, dict) else None
+        dead_letter_message(self.stalwart_app, message, "unregistered", f"no task named {name!r} is registered here")
+
+    def on_invalid_task(self, body: Any, message: Any, exc: BaseException) -> None:
+        reason = "refused_content" if isinstance(exc, ContentDisallowed) else "malformed"
+        dead_letter_message(self.stalwart_app, message, reason, f"{type(exc).__name__}: {exc}")
+
+    def on_decode_error(self, message: Any, exc: BaseException) -> None:
+        if message.content_type == MALFORMED_CONTENT_TYPE:
+            problem = body_problem(message, set())
+            detail = problem[1] if problem else str(exc)
+            dead_letter_message(self.stalwart_app, message, "malformed", detail)
+            return
+        reason = "refused_content" if isinstance(exc, ContentDisallowed) else "malformed"
+        dead_letter_message(self.stalwart_app, message, reason, f"{type(exc).__name__}: {exc}")

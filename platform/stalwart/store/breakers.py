@@ -1,0 +1,118 @@
+"""Circuit breaker state, under the ``{breaker:<name>}`` hash tag.
+
+``state`` hash (state, reason, opened_at, open_until, transitions, ...), ``probes`` zset (half-open
+probe id → expiry ms), ``buckets`` hash (``<second>:c|f|s`` → count over the window), ``inflight``
+zset (closed-state call id → expiry ms) and ``config``. Only the ``breaker_*`` scripts write
+state; this module is also the one reader of the bucket format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from stalwart.store.keys import Keys
+from stalwart.store.scripts import as_int, guarded, script, text, text_map
+
+AdminOp = Literal["force_open", "close", "reset"]
+
+
+@dataclass(frozen=True)
+class Acquired:
+    granted: bool
+    wait_ms: int
+    state: str
+    probe: bool
+
+
+@dataclass(frozen=True)
+class BreakerParams:
+    """A breaker's settings as its scripts take them."""
+
+    window: int
+    min_calls: int
+    failure_rate: float
+    slow_call_rate: float | None
+    open_ms: int
+    probes: int
+    probe_ttl_ms: int
+    busy_wait_ms: int
+
+
+def window_totals(buckets: dict[str, int], now_s: int, window: int) -> dict[str, int]:
+    """Calls (c), failures (f) and slow calls (s) in the last ``window`` seconds of buckets."""
+    totals = {"c": 0, "f": 0, "s": 0}
+    for field, count in buckets.items():
+        second, _, what = field.partition(":")
+        if second.isdigit() and int(second) > now_s - window and what in totals:
+            totals[what] += count
+    return totals
+
+
+class BreakerStore:
+    """Every read and write of breaker state. ``client`` may be a Redis or RedisCluster client."""
+
+    def __init__(self, client: Any, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+
+    def _keys(self, name: str) -> list[str]:
+        return [self.keys.breaker(name, p) for p in ("state", "probes", "buckets", "inflight")]
+
+    @guarded
+    def acquire(self, name: str, slot_id: str, p: BreakerParams) -> Acquired:
+        granted, wait_ms, state, probe = script("breaker_acquire")(
+            self.client, self._keys(name),
+            [p.probes, p.probe_ttl_ms, slot_id, p.busy_wait_ms, p.window, p.min_calls, f"{p.failure_rate:g}"],
+        )
+        return Acquired(bool(int(granted)), int(wait_ms), text(state), bool(int(probe)))
+
+    @guarded
+    def record(self, name: str, p: BreakerParams, *, kind: str, slow: bool, probe_id: str, call_id: str) -> str:
+        """Count one call's outcome and make the transition it implies; the state after it."""
+        return text(script("breaker_record")(
+            self.client, self._keys(name),
+            [kind, int(slow), probe_id, p.window, p.min_calls, f"{p.failure_rate:g}",
+             -1 if p.slow_call_rate is None else f"{p.slow_call_rate:g}", p.open_ms, p.probes, call_id],
+        ))
+
+    @guarded
+    def admin(self, name: str, op: AdminOp) -> str:
+        """An operator's force-open, close or reset; the breaker is listed from then on."""
+        state = text(script("breaker_admin")(self.client, self._keys(name), [op]))
+        self.client.sadd(self.keys.registry("breakers"), name)
+        return state
+
+    @guarded
+    def state(self, name: str) -> str:
+        """The state alone (closed when the breaker has none yet)."""
+        raw = self.client.hget(self.keys.breaker(name, "state"), "state")
+        return text(raw).replace("-", "_") if raw else "closed"
+
+    @guarded
+    def status(self, name: str) -> dict[str, Any]:
+        """What an operator needs to see about one breaker."""
+        sec, usec = self.client.time()
+        now_ms = int(sec) * 1000 + int(usec) // 1000
+        state = text_map(self.client.hgetall(self.keys.breaker(name, "state")))
+        config = text_map(self.client.hgetall(self.keys.breaker(name, "config")))
+        buckets = {k: as_int(v) for k, v in text_map(self.client.hgetall(self.keys.breaker(name, "buckets"))).items()}
+        probes = self.client.zcount(self.keys.breaker(name, "probes"), now_ms, "+inf")
+        totals = window_totals(buckets, int(sec), int(config.get("window", "30")))
+        open_until = int(state["open_until"]) if state.get("open_until") else None
+        is_open = open_until is not None and state.get("state") == "open"
+        return {
+            "name": name,
+            "state": state.get("state", "closed"),
+            "reason": state.get("reason", ""),
+            "opened_at": int(state["opened_at"]) if state.get("opened_at") else None,
+            "open_until": open_until,
+            "half_open_in": max(0.0, (open_until - now_ms) / 1000) if is_open and open_until else None,
+            "calls": totals["c"],
+            "failures": totals["f"],
+            "slow_calls": totals["s"],
+            "failure_rate": round(totals["f"] / totals["c"], 4) if totals["c"] else 0.0,
+            "probes_in_flight": int(probes),
+            "transitions": as_int(state.get("transitions")),
+            "config": config,
+        }

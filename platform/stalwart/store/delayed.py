@@ -1,0 +1,57 @@
+"""The delayed sets: one sorted set per queue list, scored by due time on the Redis clock.
+
+They live on the broker Redis beside the queues, under ``<prefix>:{delayed:<list>}``, plus a
+registry set of the lists that have one (what movers scan).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stalwart.store.keys import Keys
+from stalwart.store.scripts import guarded, script, text
+
+
+class DelayedStore:
+    """Schedule, move and count delayed messages on ``client`` (the broker's Redis)."""
+
+    def __init__(self, client: Any, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+
+    def _schedule(self, list_key: str, delay_ms: int, payload: str) -> tuple[list[str], list[Any]]:
+        return [self.keys.delayed(list_key), self.keys.registry("delayed")], [delay_ms, payload, list_key]
+
+    @guarded
+    def schedule(self, list_key: str, *, delay_ms: int, payload: str) -> None:
+        """Put ``payload`` in the delayed set of ``list_key``, due ``delay_ms`` from now."""
+        script("delayed_schedule")(self.client, *self._schedule(list_key, delay_ms, payload))
+
+    def schedule_command(self, list_key: str, *, delay_ms: int, payload: str) -> tuple[Any, ...]:
+        """The same as a raw command for a kombu pipeline; call :meth:`ensure_loaded` first."""
+        return script("delayed_schedule").command(*self._schedule(list_key, delay_ms, payload))
+
+    @guarded
+    def ensure_loaded(self) -> None:
+        script("delayed_schedule").ensure_loaded(self.client)
+
+    @guarded
+    def move_due(self, list_key: str, batch: int) -> tuple[int, int]:
+        """Move due messages of one list; (moved, ms until the next is due or -1)."""
+        moved, wait = script("delayed_move")(self.client, [self.keys.delayed(list_key), list_key], [batch])
+        return int(moved), int(wait)
+
+    @guarded
+    def lists(self) -> list[str]:
+        """Every queue list that has a delayed set."""
+        return sorted(text(m) for m in self.client.smembers(self.keys.registry("delayed")))
+
+    @guarded
+    def depth(self) -> dict[str, int]:
+        """How many messages wait in each list's delayed set."""
+        lists = self.lists()
+        with self.client.pipeline(transaction=False) as pipe:
+            for name in lists:
+                pipe.zcard(self.keys.delayed(name))
+            counts = pipe.execute()
+        return {name: int(n) for name, n in zip(lists, counts, strict=True)}

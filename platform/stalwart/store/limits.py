@@ -1,0 +1,94 @@
+"""Rate limits (GCRA state + reservations) and concurrency limits (leased slots).
+
+Keys per limit, under the ``{limit:<name>}`` hash tag: ``gcra`` (TAT and counters), ``reserved``
+(deferred jobs' reserved slots), ``holders`` (lease id → expiry ms), ``stats`` and ``config``. The
+registry set ``{registry}:limits`` lists the names in use, for the CLI.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stalwart.store.keys import Keys
+from stalwart.store.scripts import as_int, guarded, script, text, text_map
+
+
+class LimitStore:
+    """Every read and write of limit state. ``client`` may be a Redis or RedisCluster client."""
+
+    def __init__(self, client: Any, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+
+    def _concurrency(self, name: str) -> list[str]:
+        return [self.keys.limit(name, "holders"), self.keys.limit(name, "stats")]
+
+    @guarded
+    def register(self, kind: str, name: str, config: dict[str, str]) -> None:
+        """Record a policy's name and settings so operators can list it (limits or breakers)."""
+        config_key = self.keys.breaker(name, "config") if kind == "breakers" else self.keys.limit(name, "config")
+        self.client.sadd(self.keys.registry(kind), name)
+        self.client.hset(config_key, mapping=config)
+
+    @guarded
+    def names(self, kind: str) -> list[str]:
+        return sorted(text(n) for n in self.client.smembers(self.keys.registry(kind)))
+
+    @guarded
+    def rate_acquire(self, name: str, *, interval_ms: float, burst: int, member: str,
+                     late_ms: float, slack: int, hand_on_ms: int) -> tuple[bool, float]:
+        """One GCRA decision: (granted, ms to wait when denied)."""
+        granted, wait_ms, _how = script("rate_acquire")(
+            self.client,
+            [self.keys.limit(name, "gcra"), self.keys.limit(name, "reserved")],
+            [f"{interval_ms:.6f}", burst, member, f"{late_ms:.0f}", slack, hand_on_ms],
+        )
+        return bool(int(granted)), float(text(wait_ms))
+
+    @guarded
+    def concurrency_acquire(self, name: str, *, limit: int, lease_ms: int, lease_id: str) -> tuple[bool, int]:
+        """Take a leased slot: (granted, ms until a slot may free up when denied)."""
+        granted, wait_ms, _holders = script("concurrency_acquire")(
+            self.client, self._concurrency(name), [limit, lease_ms, lease_id]
+        )
+        return bool(int(granted)), int(wait_ms)
+
+    @guarded
+    def concurrency_release(self, name: str, *, lease_id: str, held_ms: int) -> None:
+        script("concurrency_release")(self.client, self._concurrency(name), [lease_id, held_ms])
+
+    @guarded
+    def concurrency_renew(self, name: str, *, lease_id: str, lease_ms: int) -> bool:
+        """Extend a held lease; False when it had already expired and been reclaimed."""
+        return bool(script("concurrency_renew")(self.client, self._concurrency(name)[:1], [lease_id, lease_ms]))
+
+    @guarded
+    def status(self, name: str) -> dict[str, Any] | None:
+        """Config and live state of one limit, as the CLI shows it; None when unknown."""
+        config = text_map(self.client.hgetall(self.keys.limit(name, "config")))
+        if not config:
+            return None
+        sec, usec = self.client.time()
+        now_ms = int(sec) * 1000 + int(usec) / 1000
+        out: dict[str, Any] = {"name": name, **config}
+        if config.get("type") == "rate":
+            state = text_map(self.client.hgetall(self.keys.limit(name, "gcra")))
+            tat = float(state.get("tat", 0) or 0)
+            out.update(
+                granted=as_int(state.get("granted")), denied=as_int(state.get("denied")),
+                reserved_total=as_int(state.get("reserved")),
+                waiting=int(self.client.zcard(self.keys.limit(name, "reserved"))),
+                backlog_seconds=round(max(0.0, tat - now_ms) / 1000, 3),
+            )
+        else:
+            stats = text_map(self.client.hgetall(self.keys.limit(name, "stats")))
+            out.update(
+                holders=int(self.client.zcount(self.keys.limit(name, "holders"), f"({now_ms:.0f}", "+inf")),
+                granted=as_int(stats.get("granted")), denied=as_int(stats.get("denied")),
+                reclaimed=as_int(stats.get("reclaimed")), avg_hold_ms=as_int(stats.get("avg_ms")),
+            )
+        return out
+
+    @guarded
+    def config(self, name: str) -> dict[str, str]:
+        return text_map(self.client.hgetall(self.keys.limit(name, "config")))
