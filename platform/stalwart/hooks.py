@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from stalwart.dlq.entry import DeadLetter
 from stalwart.job.context import JobContext, Outcome
-
-if TYPE_CHECKING:
-    from stalwart.dlq.entry import DeadLetter
 
 log = logging.getLogger("stalwart.hooks")
 

@@ -203,7 +203,7 @@ class Channel(kombu_redis.Channel):
     def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
         with self.conn_or_acquire() as client:
             for pri in self.priority_steps:
-                item = client.rpop(self._q_for_pri(queue, pri))
+                item = broker_store.pop(client, self._q_for_pri(queue, pri))
                 if item:
                     self._maybe_update_queues_expire(client, queue)
                     return decode_envelope(item, queue)

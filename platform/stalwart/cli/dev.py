@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from stalwart.dev.stack import DevOptions
+from stalwart.dev.stack import run as run_dev
+
 
 def register(sub: Any) -> None:
     """Add the ``dev`` subcommand."""
@@ -28,9 +31,6 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the options and hand over to :func:`stalwart.dev.stack.run`."""
-    from stalwart.dev.stack import DevOptions  # noqa: PLC0415 - keep `stalwart --help` fast
-    from stalwart.dev.stack import run as run_dev  # noqa: PLC0415
-
     options = DevOptions(
         concurrency=args.concurrency, flower=not args.no_flower, flower_port=args.flower_port,
         demo=not args.no_demo, data_dir=args.data_dir,

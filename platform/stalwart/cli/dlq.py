@@ -15,16 +15,15 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
+from stalwart.app import Stalwart, create_app
 from stalwart.dlq.entry import REASONS, DeadLetter, Filter
 from stalwart.dlq.queue import DeadLetterQueue
+from stalwart.dlq.replay import Replayer
 from stalwart.errors import DLQError, EntryNotFound
 
 from .output import format_ms, print_fields, print_json, print_table
-
-if TYPE_CHECKING:
-    from stalwart.app import Stalwart
 
 LS_COLUMNS = ("id", "dead_at", "reason", "task", "task_id", "queue", "attempts", "error")
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*(?:ago)?\s*$", re.IGNORECASE)
@@ -125,8 +124,6 @@ def register(subparsers: Any) -> None:
 
 def make_app() -> Stalwart:
     """The app the CLI works on, configured from the environment (no tasks needed)."""
-    from stalwart.app import create_app  # noqa: PLC0415 - importing Celery is slow; only when run
-
     return create_app()
 
 
@@ -209,8 +206,6 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from stalwart.dlq.replay import Replayer  # noqa: PLC0415
-
     how = selection(args, "replay")
     replayer = Replayer(make_app())
     if how == "ids":

@@ -25,8 +25,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from stalwart.app import Stalwart
 from stalwart.dev.embedded import RedisServer
-from stalwart.errors import ConfigurationError
+from stalwart.errors import ConfigurationError, StalwartError
 from stalwart.runtime import Runtime
 from stalwart.settings import Settings
 from stalwart.store.jobs import job_key
@@ -221,8 +222,6 @@ class DevStack:
 
 def send_demo(redis_url: str) -> dict[str, DemoJob]:
     """Enqueue the demo jobs; returns task id → job."""
-    from stalwart.app import Stalwart  # noqa: PLC0415 - importing Celery is slow; only when needed
-
     app = Stalwart("stalwart-dev", settings=Settings.from_env({"STALWART_REDIS_URL": redis_url}))
     sent = {}
     for job in DEMO_JOBS:
@@ -300,7 +299,7 @@ def banner(stack: DevStack) -> list[str]:
     return lines
 
 
-class _Stop(Exception):
+class _Stop(StalwartError):
     """Raised by the signal handler to leave startup or the wait loop."""
 
 

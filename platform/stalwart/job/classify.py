@@ -9,7 +9,7 @@ from typing import Literal
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from stalwart.errors import Permanent, RetryAfter
+from stalwart.errors import Permanent, RetryAfter, StalwartError
 from stalwart.policies.retry import ExceptionTypes, Retry
 
 
@@ -22,7 +22,7 @@ class Verdict:
     delay: float = 0.0
 
 
-class ExplicitRetry(Exception):
+class ExplicitRetry(StalwartError):
     """``self.retry(...)`` called from a task body: retry with the given delay (or the policy's)."""
 
     def __init__(self, exc: BaseException | None, countdown: float | None) -> None:

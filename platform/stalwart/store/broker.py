@@ -38,3 +38,9 @@ def list_lengths(client: Any, lists: list[str]) -> list[int]:
 def unacked_count(client: Any, unacked_key: str = "unacked") -> int:
     """Messages a worker holds unacknowledged (kombu's ``unacked`` hash)."""
     return int(client.hlen(unacked_key))
+
+
+def pop(client: Any, list_key: str) -> bytes | None:
+    """Take the oldest message of a queue list without recording it (kombu's basic_get path)."""
+    item: bytes | None = client.rpop(list_key)
+    return item
