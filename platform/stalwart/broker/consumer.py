@@ -13,6 +13,8 @@ import logging
 from typing import Any
 
 import celery
+from celery import signals
+from celery.utils.collections import AttributeDict
 from celery.worker.consumer import Consumer as CeleryConsumer
 from celery.worker.strategy import default as default_strategy
 from kombu.exceptions import ContentDisallowed
@@ -20,7 +22,7 @@ from kombu.serialization import loads, prepare_accept_content
 
 from stalwart.broker.transport import MALFORMED_CONTENT_TYPE, MALFORMED_HEADER
 from stalwart.dlq.entry import DeadLetter
-from stalwart.errors import StateStoreError
+from stalwart.errors import StalwartError, StateStoreError
 from stalwart.job.header import HEADER, Meta
 from stalwart.runtime import runtime_of
 
@@ -51,18 +53,52 @@ def body_problem(message: Any, accept: set[str]) -> tuple[str, str] | None:
     return None
 
 
-def dead_letter_message(app: celery.Celery, message: Any, reason: str, detail: str) -> None:
-    """Write a DLQ entry for a message that never reached a task body, then ack it."""
+class BadMessage(StalwartError):
+    """A message that never reached a task body; it was dead-lettered with this reason."""
+
+
+def dead_letter_message(consumer: Any, message: Any, reason: str, detail: str,
+                        exc: BaseException | None = None) -> None:
+    """Write a DLQ entry for a message that never reached a task body, ack it, then tell Celery's
+    listeners as Celery itself would (signal, ``task-failed`` event, result backend)."""
+    app = consumer.app
     entry = entry_for_message(message, reason, detail)
     try:
         runtime_of(app).dlq.add(entry)
-    except StateStoreError as exc:
-        log.error("could not dead-letter a %s message (%s); requeueing it: %s", reason, detail, exc)
+    except StateStoreError as err:
+        log.error("could not dead-letter a %s message (%s); requeueing it: %s", reason, detail, err)
         message.reject_log_error(log, (), requeue=True)
         return
     log.error("dead-lettered a %s message as %s: %s", reason, entry.id, detail)
     runtime_of(app).hooks.call("on_dead_letter", entry, None)
     message.ack_log_error(log, ())
+    announce(consumer, message, entry, exc)
+
+
+def announce(consumer: Any, message: Any, entry: DeadLetter, exc: BaseException | None) -> None:
+    """Celery's ``task_unknown``/``task_rejected`` signal, and for a message with a task id a
+    ``task-received`` + ``task-failed`` event pair (so Flower lists it) and a FAILURE result."""
+    if entry.reason == "unregistered":
+        signals.task_unknown.send(sender=consumer, message=message, exc=exc, name=entry.task, id=entry.task_id)
+    else:
+        signals.task_rejected.send(sender=consumer, message=message, exc=exc)
+    if not entry.task_id:
+        return
+    error = BadMessage(f"{entry.reason}: {entry.exc_message} (dead-letter entry {entry.id})")
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    request = AttributeDict(name=entry.task, chord=None, root_id=headers.get("root_id"), errbacks=None,
+                            correlation_id=entry.task_id, reply_to=None, ignore_result=False)
+    try:
+        consumer.app.backend.mark_as_failure(entry.task_id, error, request=request)
+    except Exception as err:  # noqa: BLE001 - the entry is written; a sick result backend only loses the mark
+        log.warning("could not mark %s failed in the result backend: %s", entry.task_id, err)
+    dispatcher = getattr(consumer, "event_dispatcher", None)
+    if dispatcher is None:
+        return
+    dispatcher.send("task-received", uuid=entry.task_id, name=entry.task or "(unknown)",
+                    args=f"(dead-letter entry {entry.id})", kwargs="{}", retries=0, eta=None,
+                    root_id=headers.get("root_id"), parent_id=headers.get("parent_id"))
+    dispatcher.send("task-failed", uuid=entry.task_id, exception=repr(error), traceback="")
 
 
 def entry_for_message(message: Any, reason: str, detail: str) -> DeadLetter:
@@ -114,7 +150,7 @@ def strategy(task: Any, app: celery.Celery, consumer: Any, **kwargs: Any) -> Any
         if body is None:  # protocol 2: Celery would only decode the body in the pool child
             problem = body_problem(message, accept)
             if problem is not None:
-                return dead_letter_message(app, message, *problem)
+                return dead_letter_message(consumer, message, *problem)
         return inner(message, body, ack, reject, callbacks, **kw)
 
     return handler
@@ -123,26 +159,22 @@ def strategy(task: Any, app: celery.Celery, consumer: Any, **kwargs: Any) -> Any
 class Consumer(CeleryConsumer):
     """Celery's consumer, dead-lettering what it would discard or choke on."""
 
-    @property
-    def stalwart_app(self) -> celery.Celery:
-        return self.app
-
     def on_unknown_message(self, body: Any, message: Any) -> None:
-        dead_letter_message(self.stalwart_app, message, "malformed", "not a Celery task message (no task name)")
+        dead_letter_message(self, message, "malformed", "not a Celery task message (no task name)")
 
     def on_unknown_task(self, body: Any, message: Any, exc: BaseException) -> None:
         name = (message.headers or {}).get("task") if isinstance(message.headers, dict) else None
-        dead_letter_message(self.stalwart_app, message, "unregistered", f"no task named {name!r} is registered here")
+        dead_letter_message(self, message, "unregistered", f"no task named {name!r} is registered here", exc)
 
     def on_invalid_task(self, body: Any, message: Any, exc: BaseException) -> None:
         reason = "refused_content" if isinstance(exc, ContentDisallowed) else "malformed"
-        dead_letter_message(self.stalwart_app, message, reason, f"{type(exc).__name__}: {exc}")
+        dead_letter_message(self, message, reason, f"{type(exc).__name__}: {exc}", exc)
 
     def on_decode_error(self, message: Any, exc: BaseException) -> None:
         if message.content_type == MALFORMED_CONTENT_TYPE:
             problem = body_problem(message, set())
             detail = problem[1] if problem else str(exc)
-            dead_letter_message(self.stalwart_app, message, "malformed", detail)
+            dead_letter_message(self, message, "malformed", detail, exc)
             return
         reason = "refused_content" if isinstance(exc, ContentDisallowed) else "malformed"
-        dead_letter_message(self.stalwart_app, message, reason, f"{type(exc).__name__}: {exc}")
+        dead_letter_message(self, message, reason, f"{type(exc).__name__}: {exc}", exc)
