@@ -8,6 +8,8 @@ import pytest
 import redis
 
 from stalwart.job.commit import Claim, ClaimLost, commit, holding
+from stalwart.store.jobs import JobStore
+from stalwart.store.keys import Keys
 from stalwart.store.scripts import script
 
 pytestmark = pytest.mark.integration
@@ -33,15 +35,17 @@ def test_fetch_passes_garbage_through_for_the_malformed_guard(r: redis.Redis) ->
 
 
 def test_commit_applies_effect_and_done_together_only_while_claimed(r: redis.Redis) -> None:
-    r.hset("job", mapping={"state": "running", "owner": "me", "lease": 1})
-    with holding(Claim(r, "job", "me", 60_000)):
+    jobs = JobStore(r, Keys("test"))
+    job = jobs.hash_key("t:1")
+    r.hset(job, mapping={"state": "running", "owner": "me", "lease": 1})
+    with holding(Claim(jobs, "t:1", "me", 60_000)):
         assert commit(lambda pipe: pipe.incr("effect"), result="ok") == [1]
         with pytest.raises(ClaimLost):
             commit(lambda pipe: pipe.incr("effect"))
     assert r.get("effect") == b"1"
-    assert r.hget("job", "state") == b"done"
-    assert json.loads(r.hget("job", "result")) == {"v": "ok"}
-    r.hset("job", mapping={"state": "running", "owner": "someone-else"})
-    with holding(Claim(r, "job", "me", 60_000)), pytest.raises(ClaimLost):
+    assert r.hget(job, "state") == b"done"
+    assert json.loads(r.hget(job, "result")) == {"v": "ok"}
+    r.hset(job, mapping={"state": "running", "owner": "someone-else"})
+    with holding(Claim(jobs, "t:1", "me", 60_000)), pytest.raises(ClaimLost):
         commit(lambda pipe: pipe.incr("effect"))
     assert r.get("effect") == b"1"
