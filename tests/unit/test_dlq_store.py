@@ -185,3 +185,28 @@ def test_stats_of_an_empty_dlq(r: redis.Redis) -> None:
         "total": 0, "by_reason": {}, "evicted": 0, "evicted_by": {}, "added": 0,
         "replayed": 0, "purged": 0,
     }
+
+
+def test_entry_ids_are_generated_and_a_source_is_written_once(r: redis.Redis) -> None:
+    dlq = make_dlq(r)
+    first = DeadLetter(reason="poison", task="jobs.a", source="msg-1")
+    second = DeadLetter(reason="poison", task="jobs.a", source="msg-1")
+    assert first.id != second.id and len(first.id) == 32
+    assert dlq.add(first)
+    assert not dlq.add(second)
+    assert second.id == first.id  # the caller learns which entry holds the message
+    assert ids(dlq.list()) == [first.id]
+    assert dlq.stats()["by_reason"] == {"poison": 1}
+    dlq.remove([first.id])
+    assert dlq.add(DeadLetter(reason="poison", source="msg-1"))  # purged: a new death is a new entry
+
+
+@pytest.mark.parametrize("crafted", ["x:reason", "x", "reason:x", "added", "evicted:age"])
+def test_no_entry_id_collides_with_another_structure(r: redis.Redis, crafted: str) -> None:
+    dlq = make_dlq(r)
+    for entry_id in ("x:reason", "x", crafted):
+        dlq.add(DeadLetter(id=entry_id, reason="permanent", task="jobs.a"))
+    assert sorted(e.id for e in dlq.iter()) == sorted({"x:reason", "x", crafted})
+    assert dlq.purge(Filter()) == len({"x:reason", "x", crafted})
+    assert dlq.stats()["by_reason"] == {}
+    assert r.hlen(dlq.store.entries_key) == 0

@@ -118,7 +118,7 @@ def entry_for_message(message: Any, reason: str, detail: str) -> DeadLetter:
     else:
         raw = _raw(message.body)
     return DeadLetter(
-        id=str(message.delivery_tag),
+        source=str(message.delivery_tag),
         reason=reason,
         task=headers.get("task") if isinstance(headers.get("task"), str) else None,
         task_id=headers.get("id") if isinstance(headers.get("id"), str) else None,

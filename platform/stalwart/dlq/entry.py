@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,12 +17,20 @@ REASONS = (
 )
 
 
-@dataclass
+def new_entry_id() -> str:
+    """A dead-letter entry id: generated here, never taken from a message."""
+    return uuid.uuid4().hex
+
+
+@dataclass(kw_only=True)
 class DeadLetter:
     """One dead job, with everything an operator needs to understand and replay it."""
 
-    id: str
     reason: str
+    id: str = field(default_factory=new_entry_id)
+    # The dead message's identity (its Stalwart message id, or its delivery tag): the DLQ keeps
+    # one entry per source, so a redelivered copy of a dead message is not written twice.
+    source: str | None = None
     task: str | None = None
     task_id: str | None = None
     queue: str | None = None

@@ -25,11 +25,14 @@ class DeadLetterQueue:
         self.store = DLQStore(client, keys)
 
     def add(self, entry: DeadLetter) -> bool:
-        """Store ``entry``; False when an entry with its id already exists (a redelivery)."""
-        return self.store.add(
-            entry.id, entry_json=entry.to_json(), reason=entry.reason,
+        """Store ``entry``; False when its source is already dead-lettered (a redelivery), in
+        which case ``entry.id`` becomes the id of the entry that holds it."""
+        done = self.store.add(
+            entry.id, entry_json=entry.to_json(), reason=entry.reason, source=entry.source,
             max_entries=self.settings.dlq_max_entries, max_age_ms=int(self.settings.dlq_max_age_seconds * 1000),
-        ).added
+        )
+        entry.id = done.entry_id
+        return done.added
 
     def get(self, entry_id: str) -> DeadLetter:
         raw = self.store.get(entry_id)

@@ -263,7 +263,7 @@ class Delivery:
         meta = self.ctx.meta
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         entry = DeadLetter(
-            id=meta.msg,
+            source=meta.msg,
             reason=reason,
             task=self.ctx.task_name,
             task_id=self.ctx.task_id,
