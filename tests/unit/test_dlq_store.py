@@ -191,7 +191,8 @@ def test_entry_ids_are_generated_and_a_source_is_written_once(r: redis.Redis) ->
     dlq = make_dlq(r)
     first = DeadLetter(reason="poison", task="jobs.a", source="msg-1")
     second = DeadLetter(reason="poison", task="jobs.a", source="msg-1")
-    assert first.id != second.id and len(first.id) == 32
+    assert first.id != second.id
+    assert len(first.id) == 32
     assert dlq.add(first)
     assert not dlq.add(second)
     assert second.id == first.id  # the caller learns which entry holds the message
