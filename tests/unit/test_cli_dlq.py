@@ -35,6 +35,7 @@ def make_entry(entry_id: str, **fields: Any) -> DeadLetter:
     defaults: dict[str, Any] = {
         "reason": "exhausted", "task": "tests.integration.jobs.always_fail", "task_id": f"tid-{entry_id}",
         "queue": "celery", "args": [entry_id], "exc_type": "TimeoutError", "exc_message": "never works",
+        "options": {},
         "headers": {"msg": entry_id, "gen": 2, "trace": "trace-1", "sent": NOW, "deadline": NOW + 1},
         "attempts": [{"attempt": i, "at": NOW, "host": "h", "duration": 0.1, "exc_type": "TimeoutError",
                       "exc_message": "never works"} for i in (1, 2, 3)],
@@ -197,7 +198,7 @@ def test_replay_republishes_with_fresh_header_then_removes(dlq: DeadLetterQueue,
     code, out, _ = run("dlq", "replay", "e1")
     assert code == 0
     assert "replayed 1 entry" in out
-    assert not r.exists(job_hash)
+    assert r.hgetall(job_hash) == {b"gen": b"4"}  # revived: no claim, generation above every copy
     [message] = queued_messages(r)
     headers = message["headers"]
     assert headers["id"] == "tid-e1"
@@ -205,7 +206,7 @@ def test_replay_republishes_with_fresh_header_then_removes(dlq: DeadLetterQueue,
     meta = headers["stalwart"]
     assert meta["key"] == "order-7"
     assert meta["trace"] == "tr-9"
-    assert meta["gen"] == 0
+    assert meta["gen"] == 4
     assert "deadline" not in meta
     assert meta["msg"] != "e1"
     assert meta["history"] == [{"attempt": 1}]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import redis
 
@@ -22,13 +24,24 @@ def entry(i: int, reason: str = "exhausted", task: str = "jobs.a", queue: str = 
         id=f"e{i:03d}", reason=reason, task=task, task_id=f"tid-{i}", queue=queue,
         args=[i], kwargs={"k": i}, headers={"stalwart": {"trace": f"tr-{i}"}},
         exc_type="TimeoutError", exc_message="slow", traceback="Traceback ...",
-        attempts=[{"attempt": n} for n in (1, 2, 3)], first_seen=1000 + i,
+        attempts=[{"attempt": n} for n in (1, 2, 3)], first_seen=1000 + i, options={},
     )
 
 
 def set_dead_at(r: redis.Redis, dlq: DeadLetterQueue, scores: dict[str, int]) -> None:
-    """Pin index times so time filters and ordering do not depend on the clock."""
-    r.zadd(dlq.store.index_key, scores, xx=True)
+    """Pin dead-at times so time filters and ordering do not depend on the clock: rewrite every
+    index of each entry as dlq_add would have written it at that time."""
+    keys = Keys("stalwart")
+    for entry_id, at in scores.items():
+        meta = json.loads(r.hget(keys.dlq("meta"), entry_id))
+        values = {"a": "", "q": meta[0], "t": meta[1], "r": meta[2], "c": meta[3]}
+        seq = f"{99999999999999 - meta[5]:014d}"
+        for dim, value in values.items():
+            r.zrem(keys.dlq("lex"), f"{dim}\0{value}\0{99999999999999 - meta[4]:014d}\0{seq}\0{entry_id}")
+            r.zadd(keys.dlq("lex"), {f"{dim}\0{value}\0{99999999999999 - at:014d}\0{seq}\0{entry_id}": 0})
+        meta[4] = at
+        r.hset(keys.dlq("meta"), entry_id, json.dumps(meta))
+        r.zadd(dlq.store.index_key, {entry_id: at}, xx=True)
 
 
 def ids(entries: list[DeadLetter]) -> list[str]:
@@ -57,13 +70,16 @@ def test_add_then_get(r: redis.Redis) -> None:
         dlq.get("nope")
 
 
-def test_add_is_idempotent_by_entry_id(r: redis.Redis) -> None:
+def test_a_taken_id_is_never_overwritten(r: redis.Redis) -> None:
     dlq = make_dlq(r)
     assert dlq.add(entry(1)) is True
-    assert dlq.add(entry(1, reason="poison")) is False  # a redelivered dead-letter write
+    second = entry(1, reason="poison")
+    assert dlq.add(second) is True  # the generated id was taken: the entry gets a fresh one
+    assert second.id != "e001"
     assert dlq.get("e001").reason == "exhausted"
+    assert dlq.get(second.id).reason == "poison"
     stats = dlq.stats()
-    assert (stats["total"], stats["added"], stats["by_reason"]) == (1, 1, {"exhausted": 1})
+    assert (stats["total"], stats["added"], stats["by_reason"]) == (2, 2, {"exhausted": 1, "poison": 1})
 
 
 def test_list_is_newest_first_and_paginated(r: redis.Redis) -> None:
@@ -206,8 +222,10 @@ def test_entry_ids_are_generated_and_a_source_is_written_once(r: redis.Redis) ->
 def test_no_entry_id_collides_with_another_structure(r: redis.Redis, crafted: str) -> None:
     dlq = make_dlq(r)
     for entry_id in ("x:reason", "x", crafted):
-        dlq.add(DeadLetter(id=entry_id, reason="permanent", task="jobs.a"))
-    assert sorted(e.id for e in dlq.iter()) == sorted({"x:reason", "x", crafted})
-    assert dlq.purge(Filter()) == len({"x:reason", "x", crafted})
+        dlq.add(DeadLetter(id=entry_id, reason="permanent", task="jobs.a", options={}))
+    assert len(list(dlq.iter())) == 3  # nothing overwritten, nothing lost
+    for listed in (dlq.list(), [dlq.get(e.id) for e in dlq.iter()]):
+        assert all(e.reason == "permanent" for e in listed)
+    assert dlq.purge(Filter()) == 3
     assert dlq.stats()["by_reason"] == {}
     assert r.hlen(dlq.store.entries_key) == 0

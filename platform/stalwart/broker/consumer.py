@@ -21,6 +21,7 @@ from kombu.exceptions import ContentDisallowed
 from kombu.serialization import loads, prepare_accept_content
 
 from stalwart.broker.transport import MALFORMED_CONTENT_TYPE, MALFORMED_HEADER
+from stalwart.dlq import message as dlq_message
 from stalwart.dlq.entry import DeadLetter
 from stalwart.errors import StalwartError, StateStoreError
 from stalwart.job.header import HEADER, Meta
@@ -108,14 +109,13 @@ def entry_for_message(message: Any, reason: str, detail: str) -> DeadLetter:
     meta = Meta.from_header(headers.get(HEADER))
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
+    options: dict[str, Any] | None = None
     raw: str | None = None
-    if reason == "unregistered":
-        try:
-            decoded = message.decode()
-            args, kwargs = list(decoded[0]), dict(decoded[1])
-        except Exception:  # noqa: BLE001 - an unregistered task with a bad body as well: keep it raw
-            raw = _raw(message.body)
-    else:
+    call = _decoded_call(message) if reason == "unregistered" else None
+    if call is not None:  # kept whole (arguments, canvas, custom headers) so replay can resend it
+        args, kwargs = call[0], call[1]
+        options = dlq_message.from_message(headers, call[2], message.properties)
+    else:  # never decoded into a call: kept raw, and replay refuses it (no arguments to resend)
         raw = _raw(message.body)
     return DeadLetter(
         source=str(message.delivery_tag),
@@ -130,7 +130,16 @@ def entry_for_message(message: Any, reason: str, detail: str) -> DeadLetter:
         exc_message=detail[:4000],
         first_seen=meta.first_seen or meta.sent if HEADER in headers else None,
         raw=raw,
+        options=options,
     )
+
+
+def _decoded_call(message: Any) -> tuple[list[Any], dict[str, Any], dict[str, Any]] | None:
+    try:
+        decoded = message.decode()
+    except Exception:  # noqa: BLE001 - a refused (pickle) or undecodable body: there is no call
+        return None
+    return dlq_message.split_body(decoded)
 
 
 def _raw(body: object) -> str:

@@ -1,20 +1,66 @@
-"""The dead-letter queue: entries with full context, kept in Redis, with retention."""
+"""The dead-letter queue: entries with full context, kept in Redis, indexed, with retention."""
 
 from __future__ import annotations
 
 import builtins
+import json
+import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from stalwart.dlq.entry import DeadLetter, Filter
+from stalwart.dlq.causes import cause_id, normalise
+from stalwart.dlq.entry import DeadLetter, Filter, new_entry_id
 from stalwart.errors import DLQError, EntryNotFound
+from stalwart.ops.scrub import scrub, secret_values
 from stalwart.settings import Settings
-from stalwart.store.dlq import DLQStore
+from stalwart.store.dlq import DLQStore, NewEntry
 from stalwart.store.keys import Keys
 
-_PAGE = 200
+log = logging.getLogger("stalwart.dlq")
+PAGE_BUDGET = 20_000  # index members one page read examines at most (a search or several filters)
+SEARCH_CHARS = 1000
+_ID_ATTEMPTS = 3
+
+
+def key_of(entry: DeadLetter) -> str | None:
+    """The entry's idempotency key, from either kind of headers."""
+    headers = entry.headers or {}
+    meta = headers.get("stalwart", headers)
+    key = meta.get("key") if isinstance(meta, dict) else None
+    return str(key) if key is not None else None
+
+
+def new_entry(entry: DeadLetter) -> NewEntry:
+    """What the store indexes for ``entry``: its cause, and a search text with secrets cut out."""
+    secrets = secret_values(entry.kwargs) | secret_values(entry.headers)
+    message = scrub(entry.exc_message or "", secrets)
+    call = json.dumps(scrub([entry.args, entry.kwargs], secrets), default=repr)[:400]
+    parts = (entry.id, entry.task_id, entry.task, entry.exc_type, message[:400], call, key_of(entry))
+    return NewEntry(
+        entry_id=entry.id, entry_json=entry.to_json(), reason=entry.reason, source=entry.source,
+        task_id=entry.task_id or "", queue=entry.queue or "", task=entry.task or "",
+        cause=cause_id(entry.task, entry.exc_type, entry.exc_message),
+        cause_info={"task": entry.task, "exc_type": entry.exc_type, "message": normalise(entry.exc_message),
+                    "sample": message[:300]},
+        search=" ".join(p for p in parts if p).lower()[:SEARCH_CHARS],
+    )
+
+
+def _filters(flt: Filter) -> dict[str, str]:
+    found = {"q": flt.queue, "t": flt.task, "r": flt.reason, "c": flt.cause}
+    return {d: v for d, v in found.items() if v is not None}
+
+
+@dataclass
+class EntryPage:
+    """A page of entries, the cursor of the next page, and the exact total when known."""
+
+    entries: list[DeadLetter]
+    cursor: str | None
+    total: int | None
 
 
 class DeadLetterQueue:
@@ -24,15 +70,27 @@ class DeadLetterQueue:
         self.settings = settings
         self.store = DLQStore(client, keys)
 
+    @property
+    def _retention(self) -> dict[str, int]:
+        return {"max_entries": self.settings.dlq_max_entries,
+                "max_age_ms": int(self.settings.dlq_max_age_seconds * 1000)}
+
     def add(self, entry: DeadLetter) -> bool:
-        """Store ``entry``; False when its source is already dead-lettered (a redelivery), in
-        which case ``entry.id`` becomes the id of the entry that holds it."""
-        done = self.store.add(
-            entry.id, entry_json=entry.to_json(), reason=entry.reason, source=entry.source,
-            max_entries=self.settings.dlq_max_entries, max_age_ms=int(self.settings.dlq_max_age_seconds * 1000),
-        )
-        entry.id = done.entry_id
-        return done.added
+        """Store ``entry``; False when its source is already dead-lettered for the same task id
+        (a redelivery), in which case ``entry.id`` becomes the id of the entry that holds it."""
+        for _ in range(_ID_ATTEMPTS):
+            done = self.store.add(new_entry(entry), **self._retention)
+            if not done.id_taken:
+                entry.id = done.entry_id
+                return done.added
+            log.warning("dead-letter id %s is taken; writing the entry under a new id", entry.id)
+            entry.id = new_entry_id()
+        raise DLQError(f"could not find a free dead-letter id in {_ID_ATTEMPTS} attempts")
+
+    def add_many(self, entries: builtins.list[DeadLetter]) -> int:
+        """Add many entries in one pipeline (seeding, imports); returns how many were new."""
+        done = self.store.add_many([new_entry(e) for e in entries], **self._retention)
+        return sum(1 for d in done if d.added)
 
     def get(self, entry_id: str) -> DeadLetter:
         raw = self.store.get(entry_id)
@@ -40,42 +98,85 @@ class DeadLetterQueue:
             raise EntryNotFound(f"no dead-letter entry {entry_id!r}")
         return DeadLetter.from_json(raw)
 
+    def get_many(self, entry_ids: builtins.list[str]) -> builtins.list[DeadLetter]:
+        """The entries that still exist, in the order given."""
+        return [DeadLetter.from_json(raw) for raw in self.store.get_many(entry_ids) if raw is not None]
+
+    def page(self, flt: Filter = Filter(), cursor: str | None = None, limit: int = 50) -> EntryPage:
+        """Up to ``limit`` matching entries, newest first, from ``cursor`` (None: the newest)."""
+        if limit < 1:
+            raise DLQError("limit must be >= 1")
+        ids: builtins.list[str] = []
+        total: int | None = None
+        while True:
+            found = self.store.page(filters=_filters(flt), since_ms=flt.since_ms, until_ms=flt.until_ms,
+                                    cursor=cursor, count=limit - len(ids), budget=PAGE_BUDGET, search=flt.search)
+            ids.extend(found.ids)
+            cursor, total = found.cursor, found.total if total is None else total
+            if cursor is None or len(ids) >= limit:
+                return EntryPage(self.get_many(ids), cursor, total)
+
+    def iter_ids(self, flt: Filter = Filter(), batch: int = 500) -> Iterator[builtins.list[str]]:
+        """Matching entry ids, newest first, a batch at a time."""
+        cursor: str | None = None
+        while True:
+            found = self.store.page(filters=_filters(flt), since_ms=flt.since_ms, until_ms=flt.until_ms,
+                                    cursor=cursor, count=batch, budget=max(batch, PAGE_BUDGET), search=flt.search)
+            if found.ids:
+                yield found.ids
+            if found.cursor is None:
+                return
+            cursor = found.cursor
+
     def iter(self, flt: Filter = Filter()) -> Iterator[DeadLetter]:
         """Entries matching ``flt``, newest first, read from Redis a page at a time."""
-        newest = "+inf" if flt.until_ms is None else flt.until_ms
-        oldest = "-inf" if flt.since_ms is None else flt.since_ms
-        offset = 0
-        while True:
-            ids = self.store.page(newest=newest, oldest=oldest, offset=offset, count=_PAGE)
-            if not ids:
-                return
-            offset += len(ids)
-            for raw in self.store.get_many(ids):
-                if raw is None:
-                    continue  # removed since the page was read
-                entry = DeadLetter.from_json(raw)
-                if flt.matches(entry):
-                    yield entry
+        for ids in self.iter_ids(flt, batch=200):
+            yield from self.get_many(ids)
 
     def list(self, flt: Filter = Filter(), offset: int = 0, limit: int = 50) -> builtins.list[DeadLetter]:
-        """One page of matching entries, newest first."""
+        """One page of matching entries, newest first, after skipping ``offset``."""
         if offset < 0 or limit < 1:
             raise DLQError("offset must be >= 0 and limit >= 1")
-        out: builtins.list[DeadLetter] = []
-        for i, entry in enumerate(self.iter(flt)):
-            if i >= offset:
-                out.append(entry)
+        skipped, out = 0, builtins.list[str]()
+        for ids in self.iter_ids(flt):
+            take = ids[max(0, offset - skipped):]
+            skipped += len(ids)
+            out.extend(take[: limit - len(out)])
             if len(out) >= limit:
                 break
-        return out
+        return self.get_many(out)
+
+    def count(self, flt: Filter = Filter()) -> int:
+        """How many entries match ``flt`` exactly (one range count, or a walk of the matches)."""
+        found = self.store.page(filters=_filters(flt), since_ms=flt.since_ms, until_ms=flt.until_ms,
+                                cursor=None, count=1, budget=1, search=flt.search)
+        if found.total is not None:
+            return found.total
+        return sum(len(ids) for ids in self.iter_ids(flt))
 
     def remove(self, entry_ids: builtins.list[str], stat: str = "purged") -> int:
         """Delete entries by id; ``stat`` names the counter that records why (purged/replayed)."""
         return sum(self.store.remove(entry_ids[i : i + 500], stat) for i in range(0, len(entry_ids), 500))
 
     def purge(self, flt: Filter = Filter()) -> int:
-        ids = self.store.all_ids() if flt == Filter() else [e.id for e in self.iter(flt)]
+        """Delete every entry matching ``flt`` (read first: entries added meanwhile stay)."""
+        ids = [i for batch in self.iter_ids(flt) for i in batch]
         return self.remove(ids, "purged")
+
+    def causes(self, order: str = "last", offset: int = 0,
+               limit: int = 50) -> tuple[builtins.list[dict[str, Any]], int]:
+        """Causes (task, exception type, normalised message, count, first/last seen), newest or
+        largest first, and how many causes there are."""
+        if order not in ("last", "count"):
+            raise DLQError("causes are ordered by 'last' (seen) or 'count'")
+        return self.store.causes(order=order, offset=offset, count=limit)
+
+    def cause(self, cause: str) -> dict[str, Any] | None:
+        return self.store.cause(cause)
+
+    def per_minute(self) -> dict[int, int]:
+        """Additions per minute (epoch minute → count) over the last six hours."""
+        return self.store.per_minute()
 
     def stats(self) -> dict[str, Any]:
         """Totals: entries by reason, evictions by cause, replayed and purged counts."""

@@ -1,34 +1,47 @@
-"""Replay dead-letter entries: reset the job's state, republish it, then remove the entry.
+"""Replay dead-letter entries: re-publish each job exactly as it was sent, or say why not.
 
-The order is what makes replay safe. The job's state hash is reset first (a job marked
-``dead`` is never run again otherwise), the message is published next, and the entry is
-removed last: a crash anywhere in between leaves the entry in place, so the job is never
-lost, at worst replayed twice — and the claim on its job key keeps two copies from running
-side by side. A replayed job keeps its task id, idempotency key, trace id and attempt
-history, starts again at generation 0 with no deadline (an operator replaying it has decided
-it is still wanted) and a fresh message id, so if it dies again it is a new entry.
+A replayed message carries the dead job's task id, arguments, custom headers and canvas
+(chain, callbacks, errbacks, chord, group; see :mod:`stalwart.dlq.message`), idempotency key,
+trace id and attempt history, a fresh message id and no deadline (an operator replaying it has
+decided it is still wanted). Its generation is one above every copy of the job that may still
+exist (the job hash is revived with that floor, ``job_revive``), so a leftover redelivered or
+delayed copy is dropped as stale instead of running beside the replay.
 
-Entries are skipped, with a reason, when they cannot or should not be replayed: malformed or
-refused messages (there is no task to run), an idempotency key whose work is already done,
-a job that is running or waiting to run right now, or an entry another operator is
-replaying at this moment.
+The order is what makes replay safe: the job hash is revived first, the message published next,
+the entry removed last. A crash in between leaves the entry in place, so the job is never lost;
+replaying it again raises the generation again, so the earlier copy is dropped as stale.
+
+Entries are skipped, with a reason, when they cannot be replayed faithfully (malformed or
+refused messages, a body that never decoded into arguments, an entry without its message's
+canvas and headers) or should not be (its work is already done, it is waiting or running right
+now, another operator is replaying it at this moment).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import celery
 
-from stalwart.dlq.entry import DeadLetter, Filter
-from stalwart.errors import DLQError, EntryNotFound
+from stalwart.dlq import message
+from stalwart.dlq.entry import DeadLetter, Filter, unreplayable_reason
+from stalwart.errors import DLQError
 from stalwart.job.header import HEADER, Meta, now_ms
 from stalwart.runtime import runtime_of
 from stalwart.store import jobs as job_store
 
 LOCK_MS = 60_000
+BATCH = 100
+NOT_FOUND = "not found (already replayed, purged or evicted)"
+LOCKED = "another replay of this entry is in progress"
+STATE_BLOCKS = {
+    "done": "already done since: replaying would run it twice",
+    "waiting": "the job is waiting to run again (already replayed?)",
+    "busy": "the job is running right now (already replayed?)",
+}
 
 
 @dataclass
@@ -46,16 +59,19 @@ class ReplayReport:
             "skipped_reasons": dict(self.skipped),
         }
 
+    def skipped_by_why(self) -> dict[str, int]:
+        return dict(Counter(self.skipped.values()))
 
-def unreplayable_reason(entry: DeadLetter) -> str | None:
-    """Why ``entry`` can never be replayed as it is, or None when it can."""
-    if entry.reason in {"malformed", "refused_content"}:
-        return f"{entry.reason}: the message never decoded into a task call; inspect it and purge it"
-    if not entry.task or not entry.task_id:
-        return "no task name or task id recorded; nothing to republish"
-    if not entry.replayable:
-        return f"{entry.reason} entries cannot be replayed"
-    return None
+
+@dataclass
+class Plan:
+    """A dry run: how many entries a replay would republish and how many it would skip, and why."""
+
+    replay: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"replay": self.replay, "skip": sum(self.skipped.values()), "why": dict(self.skipped)}
 
 
 def entry_meta(entry: DeadLetter) -> Meta:
@@ -68,10 +84,11 @@ def entry_meta(entry: DeadLetter) -> Meta:
     return Meta()
 
 
-def successor_meta(entry: DeadLetter) -> Meta:
-    """The header of the replayed message: same key, trace and history; fresh msg; no deadline."""
+def successor_meta(entry: DeadLetter, gen: int) -> Meta:
+    """The header of the replayed message: same key, trace and history; fresh msg; no deadline;
+    generation ``gen`` (from the revived job hash)."""
     old = entry_meta(entry)
-    return old.successor(gen=0, deadline=None, sent=now_ms(), first_seen=old.first_seen or entry.first_seen)
+    return old.successor(gen=gen, deadline=None, sent=now_ms(), first_seen=old.first_seen or entry.first_seen)
 
 
 def job_key(entry: DeadLetter) -> str:
@@ -80,68 +97,85 @@ def job_key(entry: DeadLetter) -> str:
 
 
 class Replayer:
-    """Replays entries of one app's DLQ, one at a time, in the safe order."""
+    """Replays entries of one app's DLQ, a batch at a time, each in the safe order."""
 
     def __init__(self, app: celery.Celery) -> None:
         self.app = app
         self.runtime = runtime_of(app)
         self.dlq = self.runtime.dlq
+        settings = self.runtime.settings
+        # The revived hash must outlive the replayed message's wait in its queue.
+        self.revive_ttl_ms = int(max(settings.idempotency_ttl_seconds, settings.done_ttl_seconds) * 1000)
 
     def replay_ids(self, entry_ids: Iterable[str]) -> ReplayReport:
         report = ReplayReport()
-        for entry_id in dict.fromkeys(entry_ids):
-            self._replay_one(entry_id, report)
+        ids = list(dict.fromkeys(entry_ids))
+        for i in range(0, len(ids), BATCH):
+            self.replay_batch(ids[i : i + BATCH], report)
         return report
 
     def replay_matching(self, flt: Filter = Filter()) -> ReplayReport:
         """Replay every entry matching ``flt``; the ids are read first, so new deaths are not."""
-        return self.replay_ids([e.id for e in self.dlq.iter(flt)])
+        return self.replay_ids([i for batch in self.dlq.iter_ids(flt) for i in batch])
 
-    def _replay_one(self, entry_id: str, report: ReplayReport) -> None:
-        if not self.dlq.store.lock(entry_id, LOCK_MS):
-            report.skipped[entry_id] = "another replay of this entry is in progress"
-            return
+    def replay_batch(self, entry_ids: list[str], report: ReplayReport) -> None:
+        """Replay up to a batch of entries: lock, revive, publish, then remove what was sent."""
+        locked = [i for i in entry_ids if self.dlq.store.lock(i, LOCK_MS)]
+        report.skipped.update({i: LOCKED for i in entry_ids if i not in set(locked)})
+        sent: list[str] = []
         try:
-            why = self._try_replay(entry_id)
-        finally:
-            self.dlq.store.unlock(entry_id)
-        if why is None:
-            report.replayed.append(entry_id)
-        else:
-            report.skipped[entry_id] = why
+            found = {e.id: e for e in self.dlq.get_many(locked)}
+            for entry_id in locked:
+                entry = found.get(entry_id)
+                why = NOT_FOUND if entry is None else self._replay_one(entry)
+                if why is None:
+                    sent.append(entry_id)
+                else:
+                    report.skipped[entry_id] = why
+        finally:  # what was published leaves the DLQ even when a later entry of the batch failed
+            self.dlq.remove(sent, "replayed")
+            report.replayed.extend(sent)
+            for entry_id in locked:
+                self.dlq.store.unlock(entry_id)
 
-    def _try_replay(self, entry_id: str) -> str | None:
-        try:
-            entry = self.dlq.get(entry_id)
-        except EntryNotFound:
-            return "not found (already replayed, purged or evicted?)"
-        why = unreplayable_reason(entry) or self._state_blocks(entry)
+    def _replay_one(self, entry: DeadLetter) -> str | None:
+        why = unreplayable_reason(entry)
         if why is not None:
             return why
-        self.runtime.jobs.reset(job_key(entry))
-        self.publish(entry)
-        self.dlq.remove([entry.id], "replayed")
+        code, value = self.runtime.jobs.revive(job_key(entry), dead_gen=entry_meta(entry).gen,
+                                               ttl_ms=self.revive_ttl_ms)
+        if code != "ok":
+            return STATE_BLOCKS.get(code, f"the job's state forbids it ({code})")
+        self.publish(entry, gen=value)
         return None
+
+    def plan(self, entry_ids: Iterable[str], plan: Plan | None = None) -> Plan:
+        """A dry run over ``entry_ids``: what a replay would do now, changing nothing."""
+        plan = plan if plan is not None else Plan()
+        ids = list(entry_ids)
+        found = {e.id: e for e in self.dlq.get_many(ids)}
+        for entry_id in ids:
+            entry = found.get(entry_id)
+            why = NOT_FOUND if entry is None else unreplayable_reason(entry) or self._state_blocks(entry)
+            if why is None:
+                plan.replay += 1
+            else:
+                plan.skipped[why] += 1
+        return plan
 
     def _state_blocks(self, entry: DeadLetter) -> str | None:
-        """Why the job's current state forbids running it again, or None."""
         job = self.runtime.jobs.read(job_key(entry))
-        meta = entry_meta(entry)
-        if job.state == "done":
-            what = f"idempotency key {meta.key!r}" if meta.key else f"task id {entry.task_id}"
-            return f"already done: {what} completed since; replaying would run it twice"
-        if job.state == "waiting":
-            return "the job is waiting to run again (already replayed?)"
-        if job.lease_live:
-            return "the job is running right now (already replayed?)"
-        return None
+        if job.state in ("done", "waiting"):
+            return STATE_BLOCKS[job.state]
+        return STATE_BLOCKS["busy"] if job.lease_live else None
 
-    def publish(self, entry: DeadLetter) -> Any:
-        """Send the job again under its task id, with the successor header."""
+    def publish(self, entry: DeadLetter, gen: int) -> Any:
+        """Send the job again under its task id, with its options and the successor header."""
+        options, headers = message.replay_options(entry.options or {})
+        headers[HEADER] = successor_meta(entry, gen).to_header()
         return self.app.send_task(
             str(entry.task), list(entry.args), dict(entry.kwargs),
-            task_id=entry.task_id, queue=entry.queue,
-            headers={HEADER: successor_meta(entry).to_header()}, stalwart_successor=True,
+            task_id=entry.task_id, queue=entry.queue, headers=headers, stalwart_successor=True, **options,
         )
 
 
@@ -154,7 +188,7 @@ def replay(
 ) -> ReplayReport:
     """Replay the given entries, or those matching ``flt``, or (``everything``) all of them."""
     ids = list(entry_ids or ())
-    narrowed = flt is not None and flt != Filter()
+    narrowed = flt is not None and flt.narrowed
     if not (ids or narrowed or everything):
         raise DLQError("say which entries to replay: entry ids, a filter, or all")
     replayer = Replayer(app)
@@ -163,4 +197,4 @@ def replay(
     return replayer.replay_matching(flt if flt is not None and narrowed else Filter())
 
 
-__all__ = ["ReplayReport", "Replayer", "entry_meta", "replay", "successor_meta", "unreplayable_reason"]
+__all__ = ["Plan", "ReplayReport", "Replayer", "entry_meta", "replay", "successor_meta", "unreplayable_reason"]

@@ -18,6 +18,7 @@ from typing import Any, NoReturn, cast
 from celery.exceptions import Ignore, Reject
 from celery.exceptions import Retry as CeleryRetry
 
+from stalwart.dlq import message as dlq_message
 from stalwart.dlq.entry import DeadLetter
 from stalwart.enqueue.translate import current_trace
 from stalwart.errors import CircuitOpen, LimitExceeded, StalwartError, StateStoreError
@@ -277,9 +278,11 @@ class Delivery:
             attempts=list(meta.history),
             first_seen=meta.first_seen,
             hostname=self.ctx.hostname,
+            options=dlq_message.from_request(self.task.request),
         )
         try:
-            self.runtime.dlq.add(entry)
+            if not self.runtime.dlq.add(entry):  # this message is dead-lettered already (a redelivery)
+                log.info("%s[%s] was dead-lettered before as %s", self.ctx.task_name, self.ctx.task_id, entry.id)
         except StateStoreError as err:
             log.error("could not write dead-letter entry for %s[%s], requeueing: %s",
                       self.ctx.task_name, self.ctx.task_id, err)

@@ -62,6 +62,8 @@ TRANSITIONS: dict[str, Transition] = {
     "hand_on": Transition(("running", "crashed", NEW), "waiting", "job_end"),
     "crash": Transition(("running",), "crashed", "job_crashed"),
     "reset": Transition(("dead", "crashed", NEW), NEW, "JobStore.reset (replay)"),
+    # job_revive (replay): not done, not waiting, no live lease; the generation is raised
+    "revive": Transition(("dead", "crashed", "running", NEW), NEW, "job_revive (replay)"),
 }
 
 EndOutcome = Literal["done", "dead", "waiting"]
@@ -160,6 +162,14 @@ class JobStore:
     def reset(self, job: str) -> None:
         """Forget the job (replay): its next delivery starts a new life."""
         self.client.delete(self.keys.job(job))
+
+    @guarded
+    def revive(self, job: str, *, dead_gen: int, ttl_ms: int) -> tuple[str, int]:
+        """Replay: ``("ok", new generation)`` after forgetting the claim and raising the generation
+        above every copy of the job (stale copies are then dropped), or why not: ``("done", 0)``,
+        ``("waiting", 0)``, ``("busy", lease ms left)``."""
+        code, value = script("job_revive")(self.client, [self.keys.job(job)], [dead_gen, ttl_ms])
+        return text(code), int(value)
 
     @guarded
     def first_report(self, job: str, *, kind: str, message_id: str, ttl_ms: int) -> bool:
