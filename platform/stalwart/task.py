@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -13,7 +12,7 @@ from stalwart import options as task_options
 from stalwart.enqueue.keys import render
 from stalwart.errors import ConfigurationError
 from stalwart.job import delivery
-from stalwart.job.classify import ExplicitRetry
+from stalwart.job.retry import RetryCall, countdown_of
 from stalwart.policies.permits import PermitPolicy
 from stalwart.policies.retry import ExceptionTypes, Retry
 from stalwart.runtime import runtime_of
@@ -70,12 +69,16 @@ class StalwartTask(_TaskBase):
         max_retries: int | None = None,
         **options: Any,
     ) -> Any:
-        """Ask for another attempt; the envelope schedules it through the delayed set."""
+        """Celery's retry(): another attempt with these arguments, limit and options, scheduled by
+        the envelope through the delayed set (see :mod:`stalwart.job.retry`)."""
         if self.request.called_directly:
             return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
-        if eta is not None and countdown is None:
-            countdown = max(0.0, (eta - dt.datetime.now(eta.tzinfo)).total_seconds())
-        raise ExplicitRetry(exc, countdown)
+        call = RetryCall(
+            args=tuple(args) if args is not None else None,
+            kwargs=dict(kwargs) if kwargs is not None else None,
+            exc=exc, countdown=countdown_of(eta, countdown), max_retries=max_retries, options=options,
+        )
+        return delivery.retry(call, throw=throw)
 
     def apply_async(  # type: ignore[override] # accepts Stalwart's enqueue options too
         self, args: Any = None, kwargs: Any = None, task_id: str | None = None, **options: Any

@@ -14,28 +14,36 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from celery.exceptions import Ignore, Reject
+from celery.app.task import Context
+from celery.exceptions import Ignore, MaxRetriesExceededError, Reject
 from celery.exceptions import Retry as CeleryRetry
 
 from stalwart.errors import Permanent, RetryAfter
 from stalwart.job import delivery
+from stalwart.job.commit import ClaimLost, commit
 from stalwart.job.delivery import DeadLettered
 from stalwart.job.header import HEADER, Meta
+from stalwart.job.retry import RetryCall
 from stalwart.policies.limits import Concurrency
 from stalwart.policies.permits import PermitPolicy
 from stalwart.policies.retry import ExceptionTypes, Retry
 from stalwart.runtime import Runtime
 from stalwart.settings import Settings
 from stalwart.store.jobs import job_key
+from stalwart.store.switches import PARK_HEADER
 
 
 @dataclass
 class Published:
     """A successor message the delivery published (retry or deferral)."""
 
-    countdown: float
+    countdown: float | None
     retries: int
     meta: Meta
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -55,6 +63,9 @@ class FakeTask:
     app: Any = field(default_factory=lambda: SimpleNamespace(conf=SimpleNamespace(task_default_queue="celery")))
     published: list[Published] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.run = self.body  # type: ignore[method-assign] # run has the body's signature, as in Celery
+
     def run(self, *args: Any, **kwargs: Any) -> Any:
         return self.body(*args, **kwargs)
 
@@ -67,18 +78,19 @@ class FakeTask:
                                queue: Any = None, **options: Any) -> Any:
         def apply_async() -> None:
             header = Meta.from_header(options["headers"][HEADER])
-            self.published.append(Published(options["countdown"], options["retries"], header))
+            self.published.append(Published(options["countdown"], options["retries"], header, tuple(args),
+                                             dict(kwargs), dict(options["headers"]), {**options, "queue": queue}))
 
         return SimpleNamespace(apply_async=apply_async)
 
 
 def deliver(task: FakeTask, runtime: Runtime, *args: Any, meta: Meta | None = None, retries: int = 0,
-            task_id: str = "task-1") -> Any:
+            task_id: str = "task-1", headers: dict[str, Any] | None = None, **kwargs: Any) -> Any:
     """Run one delivery of ``task`` as a worker would hand it over."""
     meta = meta or Meta()
-    task.request = SimpleNamespace(id=task_id, retries=retries, hostname="test-host",
-                                   delivery_info={"routing_key": "celery"}, **{HEADER: meta.to_header()})
-    return delivery.run(task, runtime, args, {})
+    task.request = Context(id=task_id, retries=retries, hostname="test-host", headers=headers, args=args,
+                           kwargs=kwargs, delivery_info={"routing_key": "celery"}, **{HEADER: meta.to_header()})
+    return delivery.run(task, runtime, args, kwargs)
 
 
 @pytest.fixture
@@ -224,3 +236,144 @@ def test_an_unreachable_state_store_hands_the_message_back(redis_url: str) -> No
     with pytest.raises(Reject) as err:
         deliver(FakeTask(lambda: None), dead)
     assert err.value.requeue
+
+
+# -- a lost claim is never acknowledged without an effect (issue 10.2) --------------------------
+
+
+def test_a_commit_that_finds_the_claim_gone_sends_the_job_round_again(runtime: Runtime) -> None:
+    """The hash vanished under the running body (its TTL lapsed): the effect never happened, so
+    the job must not be acknowledged as if it had."""
+
+    def body() -> None:
+        runtime.redis.delete(runtime.keys.job(job_key(None, "task-1")))
+        commit(lambda pipe: pipe.incr("effect:lost"))
+
+    task = FakeTask(body)
+    with pytest.raises(Ignore):
+        deliver(task, runtime)
+    [successor] = task.published
+    assert successor.retries == 0  # not a failure: no attempt used
+    assert successor.meta.gen == 0  # the same generation: a newer holder's successor still wins
+    assert runtime.redis.get("effect:lost") is None
+
+
+def test_a_commit_of_a_job_done_meanwhile_is_dropped(runtime: Runtime) -> None:
+    def body() -> None:
+        hash_key = runtime.keys.job(job_key(None, "task-1"))
+        runtime.redis.hset(hash_key, "state", "done")  # another delivery finished it meanwhile
+        runtime.redis.hdel(hash_key, "owner", "lease")
+        commit(lambda pipe: pipe.incr("effect:twice"))
+
+    task = FakeTask(body)
+    with pytest.raises(ClaimLost):
+        deliver(task, runtime)
+    assert task.published == []
+    assert runtime.redis.get("effect:twice") is None
+
+
+# -- Celery's retry() arguments and custom headers (issue 10.6) ---------------------------------
+
+
+def retrying(call: RetryCall, *, throw: bool = True, then: Any = None) -> Callable[..., Any]:
+    def body(*args: Any, **kwargs: Any) -> Any:
+        delivery.retry(call, throw=throw)
+        return then
+
+    return body
+
+
+def test_retry_publishes_the_new_arguments_and_options(runtime: Runtime) -> None:
+    call = RetryCall(args=(2,), kwargs={"b": "new"}, countdown=4.0, options={"queue": "slow", "priority": 3})
+    task = FakeTask(retrying(call))
+    with pytest.raises(CeleryRetry):
+        deliver(task, runtime, 1, b="old")
+    [successor] = task.published
+    assert (successor.args, successor.kwargs) == ((2,), {"b": "new"})
+    assert (successor.countdown, successor.retries) == (4.0, 1)
+    assert (successor.options["queue"], successor.options["priority"]) == ("slow", 3)
+
+
+def test_new_positionals_replace_the_keyword_arguments_they_cover(runtime: Runtime) -> None:
+    def body(a: int) -> None:
+        delivery.retry(RetryCall(args=(5,)), throw=True)
+
+    task = FakeTask(body)
+    with pytest.raises(CeleryRetry):
+        deliver(task, runtime, a=1)
+    assert (task.published[0].args, task.published[0].kwargs) == ((5,), {})
+
+
+def test_retry_max_retries_overrides_the_tasks_limit(runtime: Runtime) -> None:
+    """Retry(max_attempts=3) is max_retries=2; retry(max_retries=10) still retries attempt 3."""
+    task = FakeTask(retrying(RetryCall(max_retries=10, countdown=0.1)))
+    with pytest.raises(CeleryRetry):
+        deliver(task, runtime, retries=2)
+    assert task.published[0].retries == 3
+
+
+def test_retry_past_max_retries_raises_exc_and_dead_letters_as_exhausted(runtime: Runtime) -> None:
+    task = FakeTask(retrying(RetryCall(max_retries=1, exc=KeyError("gone"))))
+    with pytest.raises(KeyError):
+        deliver(task, runtime, retries=1)
+    assert task.published == []
+    assert [e.reason for e in runtime.dlq.list()] == ["exhausted"]
+
+
+def test_retry_past_max_retries_without_exc_raises_max_retries_exceeded(runtime: Runtime) -> None:
+    caught: list[BaseException] = []
+
+    def body() -> str:
+        try:
+            delivery.retry(RetryCall(max_retries=0), throw=True)
+        except MaxRetriesExceededError as exc:
+            caught.append(exc)
+        return "handled"
+
+    assert deliver(FakeTask(body), runtime) == "handled"
+    assert len(caught) == 1
+
+
+def test_retry_without_throw_returns_and_the_retry_still_runs(runtime: Runtime) -> None:
+    task = FakeTask(retrying(RetryCall(countdown=2.0), throw=False, then="went on"))
+    assert deliver(task, runtime) == "went on"
+    [successor] = task.published
+    assert (successor.countdown, successor.retries, successor.meta.gen) == (2.0, 1, 1)
+    assert state(runtime) == "waiting"  # not done: the published retry must run
+
+
+def test_custom_headers_survive_retries_and_deferrals(runtime: Runtime) -> None:
+    def fail() -> None:
+        raise ConnectionError("flaky")
+
+    retried = FakeTask(fail)
+    with pytest.raises(CeleryRetry):
+        deliver(retried, runtime, headers={"tenant": "acme", HEADER: {"msg": "old"}})
+    assert retried.published[0].headers["tenant"] == "acme"
+    gate = Concurrency("headers-test", 1, lease=30)
+    assert gate.acquire(runtime, None).granted
+    deferred = FakeTask(lambda: None, permits=(gate,))
+    with pytest.raises(Ignore):
+        deliver(deferred, runtime, task_id="task-2", headers={"tenant": "acme"})
+    assert deferred.published[0].headers["tenant"] == "acme"
+
+
+# -- a paused task's jobs are parked, not re-deferred (issue 10.7) ------------------------------
+
+
+class Paused:
+    def state(self, task_name: str) -> str | None:
+        return "paused"
+
+
+def test_a_paused_job_is_parked_not_deferred(runtime: Runtime) -> None:
+    calls: list[int] = []
+    task = FakeTask(lambda: calls.append(1))
+    runtime.switches = Paused()
+    runtime.switch_store.set("tests.*", "paused")
+    with pytest.raises(Ignore):
+        deliver(task, runtime)
+    [parked] = task.published
+    assert parked.headers[PARK_HEADER] == "tests.job"
+    assert parked.countdown is None  # not through the delayed set: it waits for resume
+    assert calls == []

@@ -9,6 +9,7 @@ import redis
 
 from stalwart.broker.mover import BATCH, Mover
 from stalwart.store.delayed import DelayedStore
+from stalwart.store.jobs import owner, owner_prefix
 from stalwart.store.keys import Keys
 from stalwart.store.scripts import script
 
@@ -154,10 +155,72 @@ def test_renew_extends_only_the_owners_lease(r: redis.Redis) -> None:
     renew = script("job_renew")
     begin(r, "host:1:a", lease_ms=1000)
     first = int(job(r)["lease"])
-    assert renew(r, [JOB], ["host:2:b", 60_000]) == 0
+    assert renew(r, [JOB], ["host:2:b", 60_000, TTL_MS]) == 0
     assert int(job(r)["lease"]) == first
-    assert renew(r, [JOB], ["host:1:a", 60_000]) == 1
+    assert renew(r, [JOB], ["host:1:a", 60_000, TTL_MS]) == 1
     assert int(job(r)["lease"]) >= first + 59_000
+
+
+def test_renewal_keeps_the_job_hash_alive_past_its_ttl(r: redis.Redis) -> None:
+    """Issue 10.2: a job running longer than its hash's TTL kept losing its state."""
+    begin(r, "host:1:a", lease_ms=1000)
+    r.pexpire(JOB, 50)  # the TTL is about to lapse while the body still runs
+    assert script("job_renew")(r, [JOB], ["host:1:a", 1000, TTL_MS]) == 1
+    assert r.pttl(JOB) > TTL_MS - 5_000
+
+
+def test_the_hash_outlives_the_lease_however_short_its_ttl(r: redis.Redis) -> None:
+    script("job_begin")(r, [JOB], ["host:1:a", 10_000, 3, 0, 0, 1_000])
+    assert r.pttl(JOB) > 10_000
+    assert script("job_renew")(r, [JOB], ["host:1:a", 10_000, 1_000]) == 1
+    assert r.pttl(JOB) > 10_000
+
+
+# -- one delivery, one owner (issue 10.1) and owner-checked verdicts (issue 10.9) -----------------
+
+
+def test_two_deliveries_of_one_message_in_one_process_are_two_owners(r: redis.Redis) -> None:
+    """A redelivered copy of a running message in the same process (threads pool, connection
+    blip) must find the first delivery's claim busy, never claim it beside it."""
+    first, second = owner("host", 7, "msg-1"), owner("host", 7, "msg-1")
+    assert first != second
+    assert begin(r, first)[0] == "run"
+    assert begin(r, second)[0] == "busy"
+    assert job(r)["owner"] == first
+
+
+def test_the_main_process_still_frees_a_dead_childs_claim_by_its_prefix(r: redis.Redis) -> None:
+    begin(r, owner("host", 7, "msg-1"))
+    assert script("job_crashed")(r, [JOB], [owner_prefix("host", 7)]) == 1
+    assert job(r)["state"] == "crashed"
+
+
+@pytest.mark.parametrize("outcome", ["done", "dead", "waiting"])
+def test_a_lapsed_delivery_cannot_overwrite_a_newer_live_claim(r: redis.Redis, outcome: str) -> None:
+    """A frozen delivery whose lease expired wakes up after another took the job over."""
+    begin(r, "host:1:frozen", lease_ms=1)
+    r.hset(JOB, "lease", server_ms(r) - 1)
+    assert begin(r, "host:2:new", lease_ms=60_000)[0] == "run"
+    assert end(r, outcome, owner="host:1:frozen", result='{"v":1}', next_gen=1) == 0
+    state = job(r)
+    assert (state["state"], state["owner"]) == ("running", "host:2:new")
+
+
+def test_a_verdict_over_a_lapsed_claim_of_another_is_recorded(r: redis.Redis) -> None:
+    """A poison/expired verdict is written by a delivery that never claimed: the lapsed holder's
+    claim does not block it."""
+    begin(r, "host:1:dead", lease_ms=1)
+    r.hset(JOB, "lease", server_ms(r) - 1)
+    assert end(r, "dead", owner="host:2:judge") == 1
+    assert job(r)["state"] == "dead"
+
+
+@pytest.mark.parametrize("outcome", ["done", "waiting", "dead"])
+def test_a_dead_job_stays_dead(r: redis.Redis, outcome: str) -> None:
+    begin(r, "host:1:a")
+    end(r, "dead", owner="host:1:a")
+    assert end(r, outcome, owner="host:1:b", next_gen=1) == 0
+    assert job(r)["state"] == "dead"
 
 
 # -- the delayed set ----------------------------------------------------------------------------

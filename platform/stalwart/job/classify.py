@@ -10,6 +10,7 @@ from typing import Literal
 from celery.exceptions import SoftTimeLimitExceeded
 
 from stalwart.errors import Permanent, RetryAfter, StalwartError
+from stalwart.job.retry import RetryCall, exceeded
 from stalwart.policies.retry import ExceptionTypes, Retry
 
 
@@ -23,11 +24,13 @@ class Verdict:
 
 
 class ExplicitRetry(StalwartError):
-    """``self.retry(...)`` called from a task body: retry with the given delay (or the policy's)."""
+    """``self.retry(...)`` called from a task body: retry with the given delay (or the policy's),
+    and with the call's arguments, limit and options (:class:`stalwart.job.retry.RetryCall`)."""
 
-    def __init__(self, exc: BaseException | None, countdown: float | None) -> None:
+    def __init__(self, exc: BaseException | None, countdown: float | None, call: RetryCall | None = None) -> None:
         self.exc = exc
         self.countdown = countdown
+        self.call = call if call is not None else RetryCall(exc=exc, countdown=countdown)
         super().__init__(f"retry requested{'' if countdown is None else f' in {countdown:g}s'}: {exc!r}")
 
 
@@ -46,7 +49,10 @@ def classify(
     explicit = isinstance(exc, (ExplicitRetry, RetryAfter, SoftTimeLimitExceeded))
     if not explicit and not policy.retries(cause):
         return Verdict("dead", "permanent")
-    if policy.max_attempts is not None and attempt >= policy.max_attempts:
+    if isinstance(exc, ExplicitRetry) and exc.call.max_retries is not None:
+        if exceeded(attempt, exc.call.max_retries):  # retry(max_retries=n) overrides the task's limit
+            return Verdict("dead", "exhausted")
+    elif policy.max_attempts is not None and attempt >= policy.max_attempts:
         return Verdict("dead", "exhausted")
     delay = backoff_delay(exc, policy, attempt, rand)
     if remaining is not None and delay >= remaining:

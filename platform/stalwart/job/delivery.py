@@ -15,26 +15,33 @@ import traceback
 from contextvars import ContextVar
 from typing import Any, NoReturn, cast
 
-from celery.exceptions import Ignore, Reject
+from celery.exceptions import Ignore, MaxRetriesExceededError, Reject
 from celery.exceptions import Retry as CeleryRetry
 
 from stalwart.dlq import message as dlq_message
 from stalwart.dlq.entry import DeadLetter
 from stalwart.enqueue.translate import current_trace
-from stalwart.errors import CircuitOpen, LimitExceeded, StalwartError, StateStoreError
-from stalwart.job.classify import classify
-from stalwart.job.commit import Claim, holding, retry_store
+from stalwart.errors import CircuitOpen, ConfigurationError, LimitExceeded, StalwartError, StateStoreError
+from stalwart.job.classify import ExplicitRetry, Verdict, classify
+from stalwart.job.commit import Claim, ClaimLost, holding, retry_store
 from stalwart.job.context import JobContext, Outcome
-from stalwart.job.header import HEADER, Meta, now_ms
+from stalwart.job.header import DELAY_HEADER, HEADER, Meta, now_ms
+from stalwart.job.retry import RetryCall, exceeded, next_arguments
 from stalwart.job.spec import EnvelopeTask
+from stalwart.policies import switches
 from stalwart.policies.permits import Decision, PermitPolicy
 from stalwart.runtime import Runtime
 from stalwart.store.jobs import EndOutcome, job_key, owner
+from stalwart.store.switches import PARK_HEADER
 
 log = logging.getLogger("stalwart.job.delivery")
 HOSTNAME = socket.gethostname()
 # The job running in this process (pool child), for log records and Sentry events.
 current_job: ContextVar[JobContext | None] = ContextVar("stalwart_job", default=None)
+# The delivery running in this context, for Task.retry().
+_current: ContextVar[Delivery | None] = ContextVar("stalwart_delivery", default=None)
+# Message headers that are Stalwart's own: never carried over as custom headers.
+OWN_HEADERS = frozenset({HEADER, DELAY_HEADER, PARK_HEADER})
 
 
 class DeadLettered(StalwartError):
@@ -61,12 +68,22 @@ def run(task: EnvelopeTask, runtime: Runtime, args: tuple[Any, ...], kwargs: dic
         hostname=req.hostname or HOSTNAME,
         job_key=job_key(meta.key, task_id),
     )
-    token, job_token = current_trace.set(meta.trace), current_job.set(ctx)
+    delivery = Delivery(task, runtime, ctx)
+    token, job_token, own = current_trace.set(meta.trace), current_job.set(ctx), _current.set(delivery)
     try:
-        return Delivery(task, runtime, ctx).run()
+        return delivery.run()
     finally:
+        _current.reset(own)
         current_job.reset(job_token)
         current_trace.reset(token)
+
+
+def retry(call: RetryCall, *, throw: bool) -> CeleryRetry:
+    """``Task.retry()`` of the job running in this context (see :mod:`stalwart.job.retry`)."""
+    delivery = _current.get()
+    if delivery is None:
+        raise ConfigurationError("retry() is only available inside a task body run by the envelope")
+    return delivery.request_retry(call, throw=throw)
 
 
 class Delivery:
@@ -76,9 +93,12 @@ class Delivery:
         self.task = task
         self.runtime = runtime
         self.ctx = ctx
+        # unique per delivery: two deliveries of one message in one process are two owners
         self.owner = owner(HOSTNAME, os.getpid(), ctx.meta.msg)
         self.claimed = False
         self.granted: list[tuple[PermitPolicy, Decision]] = []
+        self.exhausted = False  # retry() found the retries used up: any failure now is final
+        self.handed_on: tuple[int, float] | None = None  # retry(throw=False): (next gen, delay)
 
     def _ttl_ms(self) -> int:
         s = self.runtime.settings
@@ -93,7 +113,7 @@ class Delivery:
         if state == "disabled":
             return self.dead("disabled", DeadLettered(f"task {self.ctx.task_name} is disabled"), ran=False)
         if state == "paused":
-            return self.defer(1.0 + random.random() * 0.2, "paused")
+            return self.park()
         code, value = self.begin()
         if code != "run":
             return self.not_run(code, value)
@@ -181,25 +201,46 @@ class Delivery:
 
     def execute(self) -> Any:
         try:
-            claim = Claim(self.runtime.jobs, self.ctx.job_key, self.owner, self._ttl_ms())
-            with self.runtime.leases.hold(self.ctx.job_key, self.owner), holding(claim):
+            ttl_ms = self._ttl_ms()
+            claim = Claim(self.runtime.jobs, self.ctx.job_key, self.owner, ttl_ms)
+            with self.runtime.leases.hold(self.ctx.job_key, self.owner, ttl_ms), holding(claim):
                 result = self.task.run(*self.ctx.args, **self.ctx.kwargs)
+        except ClaimLost as exc:
+            return self.on_claim_lost(exc)
         except (Ignore, Reject):
             self.release_permits(Outcome("skipped", self.ctx.elapsed()))
             raise
         except BaseException as exc:
             if not isinstance(exc, Exception) and type(exc).__name__ != "SoftTimeLimitExceeded":
                 raise  # SystemExit/KeyboardInterrupt: let the worker handle its own shutdown
-            if isinstance(exc, (LimitExceeded, CircuitOpen)):
+            if isinstance(exc, (LimitExceeded, CircuitOpen)) and self.handed_on is None:
                 # A limit or breaker used around one call in the body said "not now": a deferral,
                 # like a declared permit's, so it never uses up an attempt.
                 return self.on_denied(Decision.deny(exc.seconds, str(exc)))
             return self.fail(exc)
         return self.succeed(result)
 
+    def on_claim_lost(self, exc: ClaimLost) -> Any:
+        """commit() found the claim gone. Dropped only when the job is done or dead; otherwise its
+        effect never happened, so the job goes round again (the same generation: a newer holder's
+        successor still wins) instead of being acknowledged without an effect."""
+        self.release_permits(Outcome("skipped", self.ctx.elapsed()))
+        try:
+            state = self.runtime.jobs.read(self.ctx.job_key).state
+        except StateStoreError:
+            state = "unknown"
+        if state in ("done", "dead"):
+            log.info("%s[%s]: %s; the job is %s", self.ctx.task_name, self.ctx.task_id, exc, state)
+            raise exc
+        log.warning("%s[%s]: %s (job %s); sending it round again", self.ctx.task_name, self.ctx.task_id, exc, state)
+        self.claimed = False
+        return self.defer(random.random() * 0.1, "claim_lost")
+
     # -- outcomes ----------------------------------------------------------------------------
 
     def succeed(self, result: Any) -> Any:
+        if self.handed_on is not None:  # retry(throw=False) then returned: the retry still runs
+            return self.finish_handed_on(self.handed_on, None, result)
         outcome = Outcome("succeeded", self.ctx.elapsed())
         self.release_permits(outcome)
         self.end("done", self.encode_result(result))
@@ -216,14 +257,14 @@ class Delivery:
         return text
 
     def fail(self, exc: BaseException) -> Any:
-        verdict = classify(
-            exc, self.task.retry_policy, self.task.permanent_for, self.ctx.attempt, self.ctx.remaining()
-        )
+        if self.handed_on is not None:  # the retry is already published: this run just failed
+            return self.finish_handed_on(self.handed_on, exc, None)
+        verdict = self.verdict(exc)
         self.ctx.meta.history.append(self.attempt_record(exc))
         if verdict.action == "retry":
             outcome = Outcome("retried", self.ctx.elapsed(), exc, delay=verdict.delay)
             self.release_permits(outcome)
-            self.publish_successor(verdict.delay, retries=1)
+            self.publish_successor(verdict.delay, retries=1, call=self.retry_call(exc))
             self.runtime.hooks.call("on_retry", self.ctx, exc, verdict.delay)
             self.runtime.hooks.call("after_job", self.ctx, outcome)
             log.info("%s[%s] attempt %d failed (%s: %s), retrying in %.2fs",
@@ -231,6 +272,53 @@ class Delivery:
                      type(exc).__name__, exc, verdict.delay)
             raise CeleryRetry(exc=exc if isinstance(exc, Exception) else None, when=cast(Any, verdict.delay))
         return self.dead(verdict.reason, exc, ran=True)
+
+    def verdict(self, exc: BaseException) -> Verdict:
+        if self.exhausted:  # retry() said the retries are used up
+            return Verdict("dead", "exhausted")
+        return classify(exc, self.task.retry_policy, self.task.permanent_for, self.ctx.attempt, self.ctx.remaining())
+
+    @staticmethod
+    def retry_call(exc: BaseException) -> RetryCall | None:
+        return exc.call if isinstance(exc, ExplicitRetry) else None
+
+    # -- Task.retry() ------------------------------------------------------------------------
+
+    def request_retry(self, call: RetryCall, *, throw: bool) -> CeleryRetry:
+        """``self.retry(...)`` from the body: raise (or, ``throw=False``, publish and return)."""
+        policy = self.task.retry_policy
+        limit = call.max_retries
+        if limit is None and policy.max_attempts is not None:
+            limit = policy.max_attempts - 1
+        if exceeded(self.ctx.attempt, limit):
+            self.exhausted = True
+            if call.exc is not None:
+                raise call.exc
+            raise MaxRetriesExceededError(
+                f"Can't retry {self.ctx.task_name}[{self.ctx.task_id}] args:{self.ctx.args} kwargs:{self.ctx.kwargs}",
+                task_args=self.ctx.args, task_kwargs=self.ctx.kwargs,
+            )
+        request = ExplicitRetry(call.exc, call.countdown, call)
+        verdict = self.verdict(request)
+        if throw or verdict.action != "retry" or self.handed_on is not None:
+            raise request
+        self.ctx.meta.history.append(self.attempt_record(request))
+        next_gen = self.publish_successor(verdict.delay, retries=1, call=call, record=False)
+        self.handed_on = (next_gen, verdict.delay)
+        self.runtime.hooks.call("on_retry", self.ctx, request, verdict.delay)
+        return CeleryRetry(exc=call.exc if isinstance(call.exc, Exception) else None, when=cast(Any, verdict.delay))
+
+    def finish_handed_on(self, handed_on: tuple[int, float], exc: BaseException | None, result: Any) -> Any:
+        """The body went on after ``retry(throw=False)`` and ended: record the published retry;
+        Celery marks this run as its body ended (success, or failure when it raised)."""
+        next_gen, delay = handed_on
+        outcome = Outcome("retried", self.ctx.elapsed(), exc, delay=delay)
+        self.release_permits(outcome)
+        self.end("waiting", "", next_gen)
+        self.runtime.hooks.call("after_job", self.ctx, outcome)
+        if exc is not None:
+            raise exc
+        return result
 
     def attempt_record(self, exc: BaseException) -> dict[str, Any]:
         return {
@@ -292,21 +380,47 @@ class Delivery:
     def defer(self, delay: float, reason: str) -> NoReturn:
         """Send the job back through the delayed set: not a failure, no attempt used."""
         self.publish_successor(delay, retries=0)
+        self.deferred(reason, delay)
+
+    def park(self) -> NoReturn:
+        """A paused task's job: parked on the broker until the task is resumed, so it takes no
+        worker slot and is not delivered again while paused (not a failure, no attempt used)."""
+        self.publish_successor(0.0, retries=0, park=True)
+        try:  # a resume may have raced this park: look again, fresh, and release if so
+            switches.release_unpaused(self.runtime.redis, self.runtime.broker_redis, self.runtime.keys,
+                                      task=self.ctx.task_name)
+        except StateStoreError as exc:
+            log.warning("could not check the switches after parking %s[%s]: %s",
+                        self.ctx.task_name, self.ctx.task_id, exc)
+        self.deferred("paused", 0.0)
+
+    def deferred(self, reason: str, delay: float) -> NoReturn:
         self.runtime.hooks.call("on_defer", self.ctx, reason, delay)
         outcome = Outcome("deferred", self.ctx.elapsed(), reason=reason, delay=delay)
         self.runtime.hooks.call("after_job", self.ctx, outcome)
         log.debug("%s[%s] deferred %.3fs (%s)", self.ctx.task_name, self.ctx.task_id, delay, reason)
         raise Ignore()
 
-    def publish_successor(self, delay: float, retries: int) -> None:
-        """Publish the next message of this job, then record it: a crash between loses nothing."""
+    def publish_successor(self, delay: float, retries: int, *, call: RetryCall | None = None,
+                          record: bool = True, park: bool = False) -> int:
+        """Publish the next message of this job, then (``record``) record it: a crash between
+        loses nothing. Its arguments, options and custom headers are this one's, changed by
+        ``call`` (a ``retry()``); returns its generation."""
         next_gen = self.ctx.meta.gen + 1 if self.claimed else self.ctx.meta.gen
         meta = self.ctx.meta.successor(gen=next_gen)
         req = self.task.request
+        options = dict(call.options) if call is not None else {}
+        headers = {k: v for k, v in (getattr(req, "headers", None) or {}).items() if k not in OWN_HEADERS}
+        headers.update(options.pop("headers", None) or {})
+        headers[HEADER] = meta.to_header()
+        if park:
+            headers[PARK_HEADER] = self.ctx.task_name
+        args, kwargs = self.ctx.args, self.ctx.kwargs
+        if call is not None:
+            args, kwargs = next_arguments(self.task.run, (args, kwargs), call)
         sig = self.task.signature_from_request(
-            req, tuple(self.ctx.args), self.ctx.kwargs,
-            countdown=max(delay, 0.001), retries=(req.retries or 0) + retries,
-            headers={HEADER: meta.to_header()}, stalwart_successor=True,
+            req, tuple(args), kwargs, countdown=None if park else max(delay, 0.001),
+            retries=(req.retries or 0) + retries, headers=headers, stalwart_successor=True, **options,
         )
         try:
             sig.apply_async()
@@ -314,8 +428,9 @@ class Delivery:
             log.error("could not publish the next message of %s[%s], requeueing: %s",
                       self.ctx.task_name, self.ctx.task_id, err)
             raise Reject(f"broker unreachable: {err}", requeue=True) from err
-        if self.claimed:
+        if self.claimed and record:
             self.end("waiting", "", next_gen)
+        return next_gen
 
     def end(self, outcome: EndOutcome, result: str, next_gen: int = 0) -> None:
         def record() -> bool:

@@ -4,6 +4,12 @@ The switches live in one Redis hash (pattern → ``paused``/``disabled``); a com
 when each was set. Each process caches the hash and rereads it at most every ``ttl`` seconds,
 so a change reaches every worker within a second. On a Redis error the board fails open (no
 switch applies) and says so in the log: a switch must never stop the platform by itself.
+
+A paused task's jobs are *parked* (:class:`stalwart.store.switches.ParkedStore`): each is
+delivered once, put in its task's parked set on the broker, and not delivered again until the
+task is no longer paused, so a paused backlog takes no worker time. Every switch change made
+here releases the parked jobs of the tasks it unpauses (:func:`release_unpaused`); a worker that
+parks a job checks the switch again afterwards, so a resume racing a park strands nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import redis
 
 from stalwart.errors import ConfigurationError, StateStoreError
 from stalwart.store.keys import Keys
-from stalwart.store.switches import SwitchStore
+from stalwart.store.switches import ParkedStore, SwitchStore
 
 log = logging.getLogger("stalwart.policies.switches")
 STATES = ("paused", "disabled")
@@ -38,18 +44,46 @@ def read(client: redis.Redis, keys: Keys) -> dict[str, dict[str, object]]:
     return {p: {"state": state, "at": at} for p, (state, at) in SwitchStore(client, keys).read().items()}
 
 
-def set_switch(client: redis.Redis, keys: Keys, pattern: str, state: str) -> int:
-    """Pause or disable ``pattern``; returns the Redis time (ms) the switch took effect."""
+def set_switch(client: redis.Redis, keys: Keys, pattern: str, state: str, broker: redis.Redis | None = None) -> int:
+    """Pause or disable ``pattern``; returns the Redis time (ms) the switch took effect.
+
+    ``broker`` is the broker's Redis when it is not ``client``: disabling a paused task releases
+    its parked jobs (they are then dead-lettered as ``disabled``).
+    """
     if state not in STATES:
         raise ConfigurationError(f"switch state must be one of {', '.join(STATES)}, got {state!r}")
     if not pattern or pattern != pattern.strip():
         raise ConfigurationError(f"switch pattern must be a non-empty task name pattern, got {pattern!r}")
-    return SwitchStore(client, keys).set(pattern, state)
+    at = SwitchStore(client, keys).set(pattern, state)
+    release_unpaused(client, broker or client, keys)
+    return at
 
 
-def clear(client: redis.Redis, keys: Keys, pattern: str) -> bool:
-    """Resume ``pattern``; False when no switch had that exact pattern."""
-    return SwitchStore(client, keys).clear(pattern)
+def clear(client: redis.Redis, keys: Keys, pattern: str, broker: redis.Redis | None = None) -> bool:
+    """Resume ``pattern`` and release the parked jobs of the tasks it no longer pauses; False when
+    no switch had that exact pattern. ``broker``: the broker's Redis when it is not ``client``."""
+    removed = SwitchStore(client, keys).clear(pattern)
+    release_unpaused(client, broker or client, keys)
+    return removed
+
+
+def release_unpaused(client: redis.Redis, broker: redis.Redis, keys: Keys, task: str | None = None) -> int:
+    """Move the parked jobs of every task (or of ``task``) that is not paused now back to their
+    queues; how many moved. Reads the switches fresh, not from a cache."""
+    rules = {p: s for p, s in SwitchStore(client, keys).rules().items() if s in STATES}
+    parked = ParkedStore(broker, keys)
+    moved = 0
+    for list_key, name in parked.pairs():
+        if (task is None or name == task) and resolve(rules, name) != "paused":
+            moved += parked.release(list_key, name)
+    if moved:
+        log.info("released %d parked jobs", moved)
+    return moved
+
+
+def parked_counts(broker: redis.Redis, keys: Keys) -> dict[str, int]:
+    """Jobs parked per paused task name."""
+    return ParkedStore(broker, keys).counts()
 
 
 class SwitchBoard:

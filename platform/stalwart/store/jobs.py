@@ -7,7 +7,8 @@ has one, else ``t:<task id>``. The hash lives at ``<prefix>:{job:<job key>}``.
 
 Fields
     ``state``       one of :data:`STATES` (absent: never claimed, or reset by replay)
-    ``owner``       the delivery holding the claim: ``host:pid:message id`` (:func:`owner`)
+    ``owner``       the delivery holding the claim: ``host:pid:message id:token`` (:func:`owner`),
+                    unique per delivery, so two deliveries in one process are two owners
     ``lease``       Redis-clock ms until which ``owner`` holds the claim; renewed while it runs
     ``gen``         the generation: each successor message (retry, deferral) carries gen + 1, and
                     a copy with a lower gen than the hash is stale and dropped
@@ -15,12 +16,15 @@ Fields
     ``result``      JSON ``{"v": ...}`` of a ``done`` job, for idempotent replies
 
 Every write sets the hash's TTL (``done_ttl`` without an idempotency key, ``idempotency_ttl``
-with one).
+with one, and never less than two leases); each lease renewal extends it again, so a job that
+runs longer than its TTL keeps its state for as long as it runs. The ``:reported:`` markers
+(:meth:`JobStore.first_report`) have their own TTL.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -52,16 +56,20 @@ class Transition:
 
 
 TRANSITIONS: dict[str, Transition] = {
-    # job_begin: a delivery claims the job (a lapsed lease of another owner may be taken over).
+    # job_begin: a delivery claims the job; a running job only when its lease lapsed (another
+    # owner's live lease answers busy). Past max_deliveries or the deadline it counts the
+    # delivery without claiming, and job_end writes the verdict.
     "claim": Transition((NEW, "running", "waiting", "crashed"), "running", "job_begin"),
-    # job_begin: counted past max_deliveries, or past its deadline; job_end writes the verdict.
     "renew": Transition(("running",), "running", "job_renew"),
-    "finish": Transition(("running", "waiting", "crashed", NEW), "done", "job_end"),
+    # job_end refuses a verdict while another owner's lease is live, and never revives a dead
+    # job; done may be written again over done (a body that committed, then returned).
+    "finish": Transition(("running", "waiting", "crashed", "done", NEW), "done", "job_end"),
     "commit": Transition(("running",), "done", "JobStore.commit"),
     "bury": Transition(("running", "waiting", "crashed", NEW), "dead", "job_end"),
-    "hand_on": Transition(("running", "crashed", NEW), "waiting", "job_end"),
+    "hand_on": Transition(("running", "waiting", "crashed", NEW), "waiting", "job_end"),
     "crash": Transition(("running",), "crashed", "job_crashed"),
-    "reset": Transition(("dead", "crashed", NEW), NEW, "JobStore.reset (replay)"),
+    # replay checks first that the job is not done, waiting or under a live lease
+    "reset": Transition(("dead", "crashed", "running", NEW), NEW, "JobStore.reset (replay)"),
     # job_revive (replay): not done, not waiting, no live lease; the generation is raised
     "revive": Transition(("dead", "crashed", "running", NEW), NEW, "job_revive (replay)"),
 }
@@ -70,9 +78,14 @@ EndOutcome = Literal["done", "dead", "waiting"]
 BeginCode = Literal["run", "done", "busy", "poison", "expired", "dead", "stale"]
 
 
-def owner(host: str, pid: int, message_id: str) -> str:
-    """The owner string of one delivery: ``host:pid:message id``."""
-    return f"{owner_prefix(host, pid)}{message_id}"
+def owner(host: str, pid: int, message_id: str, token: str | None = None) -> str:
+    """The owner string of one delivery: ``host:pid:message id:token``.
+
+    The token (random unless given) makes every delivery its own owner: a second delivery of a
+    running message in the same process (threads, gevent, a redelivery after a connection blip)
+    finds the first one's live claim and is deferred instead of running beside it.
+    """
+    return f"{owner_prefix(host, pid)}{message_id}:{token or uuid.uuid4().hex[:16]}"
 
 
 def owner_prefix(host: str, pid: int) -> str:
@@ -134,15 +147,19 @@ class JobStore:
     @guarded
     def end(self, job: str, *, owner: str, outcome: EndOutcome, ttl_ms: int,
             result: str = "", next_gen: int = 0) -> bool:
-        """Record how a delivery ended: done (with result), dead, or waiting for a successor."""
+        """Record how a delivery ended: done (with result), dead, or waiting for a successor.
+
+        False when refused: another owner holds a live claim (or, for ``waiting``, any claim),
+        the job is dead, or it is done and the outcome is not.
+        """
         return bool(script("job_end")(
             self.client, [self.keys.job(job)], [owner, outcome, result, ttl_ms, next_gen]
         ))
 
     @guarded
-    def renew(self, job: str, *, owner: str, lease_ms: int) -> bool:
-        """Extend ``owner``'s lease; False when it no longer holds the job."""
-        return bool(script("job_renew")(self.client, [self.keys.job(job)], [owner, lease_ms]))
+    def renew(self, job: str, *, owner: str, lease_ms: int, ttl_ms: int) -> bool:
+        """Extend ``owner``'s lease and the hash's TTL; False when it no longer holds the job."""
+        return bool(script("job_renew")(self.client, [self.keys.job(job)], [owner, lease_ms, ttl_ms]))
 
     @guarded
     def crashed(self, job: str, *, owner_prefix: str) -> bool:

@@ -1,7 +1,7 @@
 -- Start of a delivery: deadline, staleness, done/busy/dead checks, delivery count, claim.
 -- KEYS[1] job hash
--- ARGV: owner, lease_ms, max_deliveries, deadline_ms (0 = none), gen, ttl_ms
--- Returns {code, value}: run|done|busy|poison|expired|dead|stale
+-- ARGV: owner (unique per delivery), lease_ms, max_deliveries, deadline_ms (0 = none), gen, ttl_ms
+-- Returns {code, value, now}: run|done|busy|poison|expired|dead|stale
 local now = clock_ms()
 local job = KEYS[1]
 local owner = ARGV[1]
@@ -9,13 +9,16 @@ local lease_ms = tonumber(ARGV[2])
 local max_deliveries = tonumber(ARGV[3])
 local deadline = tonumber(ARGV[4])
 local gen = tonumber(ARGV[5])
-local ttl = tonumber(ARGV[6])
+-- the hash outlives the lease it carries, however short the configured TTL
+local ttl = math.max(tonumber(ARGV[6]), lease_ms * 2)
 
 local f = redis.call('HMGET', job, 'state', 'owner', 'lease', 'gen', 'result')
 local state = f[1]
 if state == 'done' then return {'done', f[5] or '', now} end
 if state == 'dead' then return {'dead', '', now} end
 if gen < tonumber(f[4] or '0') then return {'stale', f[4], now} end
+-- Every delivery has its own owner, so a second delivery of a running message is busy even in
+-- the same process (threads, gevent): it never claims beside the first.
 if state == 'running' and f[2] ~= owner and tonumber(f[3] or '0') > now then
   return {'busy', tostring(tonumber(f[3]) - now), now}
 end

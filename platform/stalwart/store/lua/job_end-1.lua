@@ -1,26 +1,31 @@
 -- End of a delivery: record the outcome on the job hash.
 -- KEYS[1] job hash
--- ARGV: owner, outcome (done|dead|waiting|released), result, ttl_ms, next_gen
+-- ARGV: owner, outcome (done|dead|waiting), result, ttl_ms, next_gen
 -- done/dead are final; waiting means a successor message (retry, deferral) was published.
+-- Returns 1 when recorded, 0 when refused (see the checks below).
+local now = clock_ms()
 local job = KEYS[1]
 local outcome = ARGV[2]
--- done is final: a body that committed its effect (stalwart.idempotency) and then failed
--- must not hand the job back to run again.
-if outcome ~= 'done' and redis.call('HGET', job, 'state') == 'done' then return 0 end
+local f = redis.call('HMGET', job, 'state', 'owner', 'lease')
+-- dead is final; so is done: a body that committed its effect (stalwart.commit) and then failed
+-- must not hand the job back to run again (done may be written again over done).
+if f[1] == 'dead' or (outcome ~= 'done' and f[1] == 'done') then return 0 end
+if f[2] and f[2] ~= ARGV[1] then
+  -- Another delivery holds the claim. A successor is only recorded by the holder; a verdict
+  -- (done/dead) of a delivery whose lease lapsed must not overwrite a newer, live claim.
+  if outcome == 'waiting' then return 0 end
+  if f[1] == 'running' and tonumber(f[3] or '0') > now then return 0 end
+end
 if outcome == 'done' then
   redis.call('HSET', job, 'state', 'done', 'result', ARGV[3], 'deliveries', 0)
-  redis.call('HDEL', job, 'owner', 'lease')
 elseif outcome == 'dead' then
   redis.call('HSET', job, 'state', 'dead', 'deliveries', 0)
-  redis.call('HDEL', job, 'owner', 'lease')
 else
-  local owner = redis.call('HGET', job, 'owner')
-  if owner and owner ~= ARGV[1] then return 0 end
   redis.call('HSET', job, 'state', outcome, 'deliveries', 0)
   if tonumber(ARGV[5]) > tonumber(redis.call('HGET', job, 'gen') or '0') then
     redis.call('HSET', job, 'gen', ARGV[5])
   end
-  redis.call('HDEL', job, 'owner', 'lease')
 end
+redis.call('HDEL', job, 'owner', 'lease')
 redis.call('PEXPIRE', job, tonumber(ARGV[4]))
 return 1
