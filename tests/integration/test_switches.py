@@ -82,3 +82,32 @@ def test_disabled_jobs_are_dead_lettered_with_reason_disabled(
     time.sleep(1.0)  # a change reaches every worker within a second
     app.send_task("tests.integration.jobs.record", ["on"])
     wait_until(lambda: r.get("effect:on"), 30, message="resumed task runs")
+
+
+def received(worker: WorkerProcess, task: str) -> int:
+    """How many deliveries of ``task`` the worker received (Celery logs each one)."""
+    return sum(1 for line in worker.log().splitlines() if f"Task {task}[" in line and "] received" in line)
+
+
+def test_paused_jobs_are_parked_and_not_delivered_again_until_resumed(
+    make_worker: Callable[..., WorkerProcess], app: Any, r: Any, cli: Callable[..., str]
+) -> None:
+    """Issue 10.7: paused jobs used to come back every ~1.1 s, each taking a worker slot."""
+    worker = make_worker(env={"STALWART_TASK_MODULES": TASKS})
+    cli("switch", "pause", STAMP)
+    time.sleep(1.0)  # every worker sees a switch within a second
+    total = 40
+    for _ in range(total):
+        app.send_task(STAMP, ["parked"])
+    wait_until(lambda: received(worker, STAMP) >= total and r.llen("celery") == 0, 30,
+               message="paused jobs delivered once")
+    time.sleep(2.5)  # twice the old re-deferral period
+    assert received(worker, STAMP) == total, "paused jobs were delivered again while paused"
+    assert r.zcard(app.stalwart.keys.delayed("celery")) == 0
+    assert starts(r, "parked") == []
+
+    cli("switch", "resume", STAMP)
+    wait_until(lambda: len(starts(r, "parked")) == total, 30, message="parked jobs run after resume")
+    assert received(worker, STAMP) == 2 * total  # each parked job delivered once more, and run
+    assert {retries for _, retries, _ in starts(r, "parked")} == {0}
+    assert app.stalwart.dlq.stats()["total"] == 0

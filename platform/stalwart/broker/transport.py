@@ -25,6 +25,7 @@ from stalwart.job.header import DELAY_HEADER
 from stalwart.store import broker as broker_store
 from stalwart.store.delayed import DelayedStore
 from stalwart.store.keys import Keys
+from stalwart.store.switches import PARK_HEADER, ParkedStore
 
 MALFORMED_CONTENT_TYPE = "application/x-stalwart-malformed"
 MALFORMED_HEADER = "stalwart_malformed"
@@ -114,6 +115,11 @@ class Channel(kombu_redis.Channel):
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         headers = message.get("headers") or {}
+        if headers.get(PARK_HEADER):  # a paused task's job: parked until resumed (stalwart.store.switches)
+            with self.conn_or_acquire() as client:
+                list_key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
+                ParkedStore(client, self._stalwart_keys).park(list_key, message)
+            return
         delay = headers.pop(DELAY_HEADER, None)
         if not delay or int(delay) <= 0:
             super()._put(queue, message, **kwargs)

@@ -1,8 +1,9 @@
 """``stalwart switch``: pause, disable and resume task types by name pattern, on every worker.
 
-Patterns are shell-style (``billing.*``). A paused job is deferred (it keeps its attempts and is
-not an error); a disabled job is dead-lettered with reason ``disabled``. Every worker sees a
-change within a second.
+Patterns are shell-style (``billing.*``). A paused job is parked (it keeps its attempts, is not
+an error, and is not delivered again until resumed; ``ls`` counts them); a disabled job is
+dead-lettered with reason ``disabled``. Every worker sees a change within a second; ``resume``
+(and ``disable``) releases the parked jobs of the tasks it no longer pauses.
 """
 
 from __future__ import annotations
@@ -40,24 +41,27 @@ def _runtime() -> Runtime:
 def cmd_ls(args: argparse.Namespace) -> int:
     runtime = _runtime()
     current = switches.read(runtime.redis, runtime.keys)
-    rows = [{"pattern": p, "state": s["state"], "since": s["at"]} for p, s in current.items()]
+    parked = switches.parked_counts(runtime.broker_redis, runtime.keys)
+    rows = [{"pattern": p, "state": s["state"], "since": s["at"],
+             "parked": sum(n for task, n in parked.items() if switches.resolve({p: "paused"}, task))}
+            for p, s in current.items()]
     if args.json:
         print_json(rows)
     else:
         print_table([{**r, "since": format_ms(r["since"])} for r in rows],  # type: ignore[arg-type]
-                    ("pattern", "state", "since"), empty="(no switches: every task runs)")
+                    ("pattern", "state", "since", "parked"), empty="(no switches: every task runs)")
     return 0
 
 
 def cmd_set(args: argparse.Namespace) -> int:
     runtime = _runtime()
     if args.action == "resume":
-        removed = switches.clear(runtime.redis, runtime.keys, args.pattern)
+        removed = switches.clear(runtime.redis, runtime.keys, args.pattern, broker=runtime.broker_redis)
         result: dict[str, Any] = {"pattern": args.pattern, "state": "running", "changed": removed}
         text = f"resumed {args.pattern}" if removed else f"no switch on {args.pattern!r}; nothing changed"
     else:
         state = "paused" if args.action == "pause" else "disabled"
-        at = switches.set_switch(runtime.redis, runtime.keys, args.pattern, state)
+        at = switches.set_switch(runtime.redis, runtime.keys, args.pattern, state, broker=runtime.broker_redis)
         result = {"pattern": args.pattern, "state": state, "changed": True, "at": at}
         text = f"{state} {args.pattern} (every worker within a second)"
     if args.json:
