@@ -19,6 +19,8 @@ from stalwart.policies.limits import RENEWER, Concurrency, RateLimit, redis_erro
 from stalwart.runtime import Runtime
 from stalwart.settings import Settings
 from stalwart.store.keys import Keys
+from stalwart.store.scripts import SCRIPTS
+from tests.scripted_clock import clocked, set_clock
 
 K = Keys("t")
 
@@ -282,3 +284,41 @@ def test_breaker_on_cluster(cluster: redis.RedisCluster) -> None:
     assert br.record(cluster, K, "success", probe_id=probe.token) == "closed"
     assert admin(cluster, K, "c-dep", "force_open") == "forced_open"
     assert status(cluster, K, "c-dep")["state"] == "forced_open"
+
+
+# -- breaker cost stays flat over days of traffic (issue 10.3) ----------------------------------
+
+
+@pytest.fixture
+def breaker_clock(monkeypatch: pytest.MonkeyPatch, r: redis.Redis) -> Any:
+    for name in ("breaker_acquire", "breaker_record"):
+        monkeypatch.setitem(SCRIPTS, name, clocked(name))
+    return lambda seconds: set_clock(r, int(seconds * 1000))
+
+
+def test_breaker_buckets_stay_bounded_over_an_hour_of_traffic(r: redis.Redis, breaker_clock: Any) -> None:
+    """Successful calls every second for an hour, on the scripts' clock: the buckets hold the
+    window's ring, not an hour of seconds (one field per second of traffic, before)."""
+    breaker = Breaker("hourly", window=30, min_calls=5)
+    start = 1_700_000_000
+    for second in range(3600):
+        breaker_clock(start + second)
+        breaker.record(r, K, "success")
+    assert r.hlen(K.breaker("hourly", "buckets")) <= 4 * 30
+    for _ in range(10):  # the window is still counted right: 30 successes, 10 failures
+        state = breaker.record(r, K, "failure")
+    assert state == "closed"
+
+
+def test_breaker_window_counts_only_its_last_seconds_on_the_ring(r: redis.Redis, breaker_clock: Any) -> None:
+    breaker = Breaker("ring", window=10, min_calls=5, failure_rate=0.5)
+    for second in range(100):  # successes, one per second
+        breaker_clock(1_000 + second)
+        breaker.record(r, K, "success")
+    breaker_clock(1_099.5)
+    for _ in range(4):
+        assert breaker.record(r, K, "failure") == "closed"  # 10 successes in the window, 4 failures
+    for second in range(100, 106):  # the successes age out of the ring; failures keep coming
+        breaker_clock(1_000 + second)
+        state = breaker.record(r, K, "failure")
+    assert state == "open"

@@ -31,9 +31,9 @@ def test_status_without_workers_shows_queued_and_delayed_jobs(app: Any, r: Any, 
         app.send_task("tests.integration.jobs.record", [f"q{n}"])
     app.send_task("tests.integration.jobs.record", ["later"], countdown=300)
     app.send_task("tests.integration.jobs.record", ["other"], queue="reports", countdown=300)
-    r.sadd(app.stalwart.keys.registry("breakers"), "payments")
+    app.stalwart.limits.touch("breakers", "payments")
     r.hset(app.stalwart.keys.breaker("payments", "state"), mapping={"state": "open"})
-    r.sadd(app.stalwart.keys.registry("limits"), "api")
+    app.stalwart.limits.touch("limits", "api")
     r.hset(app.stalwart.keys.limit("api", "config"), mapping={"kind": "rate", "rate": "10/s"})
 
     data = json.loads(status("--json"))

@@ -123,7 +123,8 @@ def test_state_collector_reads_delayed_dlq_and_breakers(redis_url: str, r: redis
     r.zadd(keys.delayed("celery"), {"a": 1, "b": 2})
     runtime.dlq.add(DeadLetter(id="e1", reason="exhausted", task="app.t"))
     runtime.dlq.add(DeadLetter(id="e2", reason="poison", task="app.t"))
-    r.sadd(keys.registry("breakers"), "stripe", "mail")
+    for name in ("stripe", "mail"):
+        runtime.limits.touch("breakers", name)
     r.hset(keys.breaker("stripe", "state"), mapping={"state": "open", "open_until": 1})
     text = metrics.exposition(None, StateCollector(runtime)).decode()
     assert value(text, "stalwart_state_store_up") == 1

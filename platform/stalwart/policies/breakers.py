@@ -30,6 +30,7 @@ from stalwart.store.keys import Keys
 CallKind = Literal["success", "failure", "ignore"]
 STATES = ("closed", "open", "half_open", "forced_open")
 CALL_PREFIX = "call:"  # marks a closed-state call's in-flight slot in a Decision token
+MAX_WINDOW = 3600  # seconds; the failure window is a ring of one bucket per second
 
 
 def _positive(where: str, value: object, minimum: float = 0.0, *, integer: bool = False) -> None:
@@ -67,6 +68,8 @@ class Breaker(SharedPolicy):
         check_name("Breaker", self.name)
         _rate("failure_rate", self.failure_rate)
         _positive("window", self.window, 1, integer=True)
+        if self.window > MAX_WINDOW:  # the bucket ring holds one slot per second of the window
+            raise ConfigurationError(f"Breaker.window must be at most {MAX_WINDOW} seconds, got {self.window!r}")
         _positive("min_calls", self.min_calls, 1, integer=True)
         _positive("open_for", self.open_for, 0.01)
         _positive("half_open_probes", self.half_open_probes, 1, integer=True)

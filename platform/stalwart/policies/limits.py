@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,21 +46,27 @@ HAND_ON_MS = 250  # a reserved slot its job is this late for goes to the next jo
 CLOSED_RETRY = 1.0  # seconds a fail-closed policy defers for while Redis is unreachable
 STORE_ERRORS = (StateStoreError,)
 
+REREGISTER_SECONDS = 3600.0  # a process in use renews a policy's registry entry this often
+MAX_TRACKED_NAMES = 1000  # policy names one process remembers (registrations, error counts)
+OTHER = "other"  # where error counts of names past MAX_TRACKED_NAMES go
+
 _lock = threading.Lock()
 REDIS_ERRORS: dict[str, int] = {}  # policy name -> state-store errors seen by this process
-_registered: set[tuple[int, str, str]] = set()
+_registered: OrderedDict[tuple[int, str, str], float] = OrderedDict()  # -> monotonic time registered
 _stores: weakref.WeakKeyDictionary[Runtime, Any] = weakref.WeakKeyDictionary()
 
 
 def redis_errors() -> dict[str, int]:
-    """State-store errors per policy name in this process (for the metrics endpoint)."""
+    """State-store errors per policy name in this process (for the metrics endpoint); at most
+    MAX_TRACKED_NAMES names, the rest counted under ``other``."""
     with _lock:
         return dict(REDIS_ERRORS)
 
 
 def note_redis_error(name: str, exc: BaseException) -> None:
     with _lock:
-        REDIS_ERRORS[name] = REDIS_ERRORS.get(name, 0) + 1
+        label = name if name in REDIS_ERRORS or len(REDIS_ERRORS) < MAX_TRACKED_NAMES else OTHER
+        REDIS_ERRORS[label] = REDIS_ERRORS.get(label, 0) + 1
     log.warning("policy %s: state store error: %s", name, exc)
 
 
@@ -104,13 +111,21 @@ class SharedPolicy:
     def give_back(self, client: Any, keys: Keys, decision: Decision, outcome: Outcome) -> None:
         """Release a granted permit; may raise RedisError."""
 
-    def register(self, client: Any, keys: Keys) -> None:
-        """Record the name and settings once per process, so the CLI can list it."""
+    def register(self, client: Any, keys: Keys, clock: Callable[[], float] = time.monotonic) -> None:
+        """Record the name and settings so the CLI can list it: once per process and hour while
+        in use (the registry forgets names unused for days), remembering a bounded set of names."""
         marker = (id(client), self.kind, self.name)
-        if marker in _registered:
+        now = clock()
+        with _lock:
+            last = _registered.get(marker)
+        if last is not None and now - last < REREGISTER_SECONDS:
             return
         LimitStore(client, keys).register(self.kind, self.name, self.config())
-        _registered.add(marker)
+        with _lock:
+            _registered[marker] = now
+            _registered.move_to_end(marker)
+            while len(_registered) > MAX_TRACKED_NAMES:
+                _registered.popitem(last=False)
 
     def acquire(self, runtime: Runtime, ctx: JobContext | None) -> Decision:
         client = store(runtime)

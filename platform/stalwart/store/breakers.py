@@ -1,9 +1,21 @@
 """Circuit breaker state, under the ``{breaker:<name>}`` hash tag.
 
-``state`` hash (state, reason, opened_at, open_until, transitions, ...), ``probes`` zset (half-open
-probe id → expiry ms), ``buckets`` hash (``<second>:c|f|s`` → count over the window), ``inflight``
-zset (closed-state call id → expiry ms) and ``config``. Only the ``breaker_*`` scripts write
-state; this module is also the one reader of the bucket format.
+Keys, and what bounds each:
+
+- ``state`` hash (state, reason, opened_at, open_until, transitions, ...): expires
+  :data:`IDLE_TTL_MS` after its last transition (an open breaker: after ``open_until`` plus that);
+  a breaker an operator forced open has no TTL until an operator closes or resets it.
+- ``probes`` zset (half-open probe id → expiry ms) and ``inflight`` zset (closed-state call id →
+  expiry ms): bounded by the calls in flight, expired entries dropped on every acquire, and a TTL
+  of two slot lifetimes.
+- ``buckets`` hash: a ring of ``window`` one-second slots (``<second % window>:t`` = the second a
+  slot counts, ``:c``/``:f``/``:s`` = its calls, failures and slow calls), so at most
+  4 * ``window`` fields (``window`` is at most 3600) however many days of traffic it sees, and a
+  TTL of ``window`` + 5 s.
+- ``config`` hash: written by :meth:`stalwart.store.limits.LimitStore.register`, with a TTL of
+  :data:`IDLE_TTL_MS` renewed while the breaker is used.
+
+Only the ``breaker_*`` scripts write state; this module is also the one reader of the bucket format.
 """
 
 from __future__ import annotations
@@ -12,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from stalwart.store.keys import Keys
+from stalwart.store.limits import IDLE_TTL_MS, LimitStore
 from stalwart.store.scripts import as_int, guarded, script, text, text_map
 
 AdminOp = Literal["force_open", "close", "reset"]
@@ -40,12 +53,18 @@ class BreakerParams:
 
 
 def window_totals(buckets: dict[str, int], now_s: int, window: int) -> dict[str, int]:
-    """Calls (c), failures (f) and slow calls (s) in the last ``window`` seconds of buckets."""
-    totals = {"c": 0, "f": 0, "s": 0}
+    """Calls (c), failures (f) and slow calls (s) in the last ``window`` seconds of the ring."""
+    slots: dict[str, dict[str, int]] = {}
     for field, count in buckets.items():
-        second, _, what = field.partition(":")
-        if second.isdigit() and int(second) > now_s - window and what in totals:
-            totals[what] += count
+        slot, _, what = field.partition(":")
+        if slot.isdigit():
+            slots.setdefault(slot, {})[what] = count
+    totals = {"c": 0, "f": 0, "s": 0}
+    for counts in slots.values():
+        second = counts.get("t")
+        if second is not None and now_s - window < second <= now_s:
+            for what in totals:
+                totals[what] += counts.get(what, 0)
     return totals
 
 
@@ -63,7 +82,8 @@ class BreakerStore:
     def acquire(self, name: str, slot_id: str, p: BreakerParams) -> Acquired:
         granted, wait_ms, state, probe = script("breaker_acquire")(
             self.client, self._keys(name),
-            [p.probes, p.probe_ttl_ms, slot_id, p.busy_wait_ms, p.window, p.min_calls, f"{p.failure_rate:g}"],
+            [p.probes, p.probe_ttl_ms, slot_id, p.busy_wait_ms, p.window, p.min_calls, f"{p.failure_rate:g}",
+             IDLE_TTL_MS],
         )
         return Acquired(bool(int(granted)), int(wait_ms), text(state), bool(int(probe)))
 
@@ -73,14 +93,15 @@ class BreakerStore:
         return text(script("breaker_record")(
             self.client, self._keys(name),
             [kind, int(slow), probe_id, p.window, p.min_calls, f"{p.failure_rate:g}",
-             -1 if p.slow_call_rate is None else f"{p.slow_call_rate:g}", p.open_ms, p.probes, call_id],
+             -1 if p.slow_call_rate is None else f"{p.slow_call_rate:g}", p.open_ms, p.probes, call_id,
+             IDLE_TTL_MS],
         ))
 
     @guarded
     def admin(self, name: str, op: AdminOp) -> str:
         """An operator's force-open, close or reset; the breaker is listed from then on."""
-        state = text(script("breaker_admin")(self.client, self._keys(name), [op]))
-        self.client.sadd(self.keys.registry("breakers"), name)
+        state = text(script("breaker_admin")(self.client, self._keys(name), [op, IDLE_TTL_MS]))
+        LimitStore(self.client, self.keys).touch("breakers", name)
         return state
 
     @guarded

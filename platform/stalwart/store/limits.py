@@ -1,8 +1,20 @@
-"""Rate limits (GCRA state + reservations) and concurrency limits (leased slots).
+"""Rate limits (GCRA state + reservations), concurrency limits (leased slots), and the registries.
 
-Keys per limit, under the ``{limit:<name>}`` hash tag: ``gcra`` (TAT and counters), ``reserved``
-(deferred jobs' reserved slots), ``holders`` (lease id → expiry ms), ``stats`` and ``config``. The
-registry set ``{registry}:limits`` lists the names in use, for the CLI.
+Keys per limit, under the ``{limit:<name>}`` hash tag, and what bounds each:
+
+- ``gcra`` (TAT and counters) and ``reserved`` (deferred jobs' reserved slots → slot ms): TTLs
+  reaching just past the last slot handed out (plus a minute); reservations whose job never came
+  back are dropped on every acquire.
+- ``holders`` (lease id → expiry ms): bounded by the limit; expired leases dropped on every
+  acquire; a TTL of two leases.
+- ``stats`` (granted, denied, reclaimed, average hold): :data:`IDLE_TTL_MS`, renewed on use.
+- ``config``, here and for breakers (``{breaker:<name>}:config``): :data:`IDLE_TTL_MS`, renewed
+  while a process uses the policy (:meth:`LimitStore.register`, at most hourly per process).
+
+Registries ``{registry}:limit_names`` and ``{registry}:breaker_names`` (zsets: name → last
+registered ms) list the names in use for the CLI and metrics: names unused for
+:data:`IDLE_TTL_MS` are dropped, and at most :data:`REGISTRY_CAP` (the most recent) are kept, so
+dynamic names (``Concurrency(f"tenant-{id}", 3)``) cannot grow them without bound.
 """
 
 from __future__ import annotations
@@ -11,6 +23,10 @@ from typing import Any
 
 from stalwart.store.keys import Keys
 from stalwart.store.scripts import as_int, guarded, script, text, text_map
+
+IDLE_TTL_MS = 7 * 86_400_000  # the state and settings of a limit or breaker unused this long expire
+REGISTRY_CAP = 10_000  # names each registry keeps (the most recently used)
+REGISTRIES = {"limits": "limit_names", "breakers": "breaker_names"}
 
 
 class LimitStore:
@@ -23,16 +39,30 @@ class LimitStore:
     def _concurrency(self, name: str) -> list[str]:
         return [self.keys.limit(name, "holders"), self.keys.limit(name, "stats")]
 
+    def registry_key(self, kind: str) -> str:
+        return self.keys.registry(REGISTRIES[kind])
+
     @guarded
     def register(self, kind: str, name: str, config: dict[str, str]) -> None:
         """Record a policy's name and settings so operators can list it (limits or breakers)."""
         config_key = self.keys.breaker(name, "config") if kind == "breakers" else self.keys.limit(name, "config")
-        self.client.sadd(self.keys.registry(kind), name)
-        self.client.hset(config_key, mapping=config)
+        self.touch(kind, name)
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.hset(config_key, mapping=config)
+            pipe.pexpire(config_key, IDLE_TTL_MS)
+            pipe.execute()
+
+    @guarded
+    def touch(self, kind: str, name: str) -> int:
+        """Mark ``name`` in use in its registry, dropping names unused too long; names kept."""
+        return int(script("registry_touch")(
+            self.client, [self.registry_key(kind)], [name, IDLE_TTL_MS, REGISTRY_CAP]
+        ))
 
     @guarded
     def names(self, kind: str) -> list[str]:
-        return sorted(text(n) for n in self.client.smembers(self.keys.registry(kind)))
+        """The names of one registry (``limits`` or ``breakers``)."""
+        return sorted(text(n) for n in self.client.zrange(self.registry_key(kind), 0, -1))
 
     @guarded
     def rate_acquire(self, name: str, *, interval_ms: float, burst: int, member: str,
@@ -49,7 +79,7 @@ class LimitStore:
     def concurrency_acquire(self, name: str, *, limit: int, lease_ms: int, lease_id: str) -> tuple[bool, int]:
         """Take a leased slot: (granted, ms until a slot may free up when denied)."""
         granted, wait_ms, _holders = script("concurrency_acquire")(
-            self.client, self._concurrency(name), [limit, lease_ms, lease_id]
+            self.client, self._concurrency(name), [limit, lease_ms, lease_id, IDLE_TTL_MS]
         )
         return bool(int(granted)), int(wait_ms)
 

@@ -5,8 +5,10 @@
 --   so a failing dependency sees at most min_calls calls before the breaker opens, fleet-wide.
 -- Open: deny until it may half-open. Half-open: at most N probes in flight across all workers,
 --   each a slot with a TTL so a crashed prober frees it.
--- KEYS[1] state hash; KEYS[2] probes zset; KEYS[3] buckets hash; KEYS[4] in-flight zset
--- ARGV: probes, slot_ttl_ms, slot_id, busy_wait_ms, window_s, min_calls, failure_rate
+-- KEYS[1] state hash; KEYS[2] probes zset; KEYS[3] buckets hash (a ring of window slots:
+-- "<slot>:t" the second it counts, "<slot>:c|f|s" its calls, failures, slow calls);
+-- KEYS[4] in-flight zset
+-- ARGV: probes, slot_ttl_ms, slot_id, busy_wait_ms, window_s, min_calls, failure_rate, idle_ms
 -- Returns {granted 0/1, wait_ms, state, probe 0/1}
 local now = clock_ms()
 local f = redis.call('HMGET', KEYS[1], 'state', 'open_until')
@@ -17,13 +19,19 @@ local function pending_verdict()
   local inflight = redis.call('ZCARD', KEYS[4])
   if inflight == 0 then return false end
   local sec, window = math.floor(now / 1000), tonumber(ARGV[5])
-  local calls, failures = 0, 0
-  local fields = redis.call('HGETALL', KEYS[3])
+  local slots = {}
+  local fields = redis.call('HGETALL', KEYS[3])  -- at most 4 * window fields
   for i = 1, #fields, 2 do
-    local s, what = string.match(fields[i], '^(%d+):(%a)$')
-    if s ~= nil and tonumber(s) > sec - window then
-      if what == 'c' then calls = calls + tonumber(fields[i + 1])
-      elseif what == 'f' then failures = failures + tonumber(fields[i + 1]) end
+    local slot, what = string.match(fields[i], '^(%d+):(%a)$')
+    if slot ~= nil then
+      slots[slot] = slots[slot] or {}
+      slots[slot][what] = tonumber(fields[i + 1])
+    end
+  end
+  local calls, failures = 0, 0
+  for _, b in pairs(slots) do
+    if b.t and b.t > sec - window and b.t <= sec then
+      calls, failures = calls + (b.c or 0), failures + (b.f or 0)
     end
   end
   if failures == 0 or calls + inflight < tonumber(ARGV[6]) then return false end
@@ -44,6 +52,7 @@ if state == 'open' then
   state = 'half_open'
   redis.call('HSET', KEYS[1], 'state', state, 'half_open_at', now, 'probe_ok', 0)
   redis.call('HINCRBY', KEYS[1], 'transitions', 1)
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[8]))  -- an idle breaker's state expires
   redis.call('DEL', KEYS[2])
 end
 -- half_open: crashed probers' slots expire
