@@ -5,11 +5,14 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from stalwart.dev.embedded import RedisCluster
 from stalwart.job.context import JobContext, Outcome
@@ -304,7 +307,7 @@ def test_breaker_buckets_stay_bounded_over_an_hour_of_traffic(r: redis.Redis, br
     for second in range(3600):
         breaker_clock(start + second)
         breaker.record(r, K, "success")
-    assert r.hlen(K.breaker("hourly", "buckets")) <= 4 * 30
+    assert r.hlen(K.breaker("hourly", "buckets")) <= 4 * 30 + 5
     for _ in range(10):  # the window is still counted right: 30 successes, 10 failures
         state = breaker.record(r, K, "failure")
     assert state == "closed"
@@ -322,3 +325,29 @@ def test_breaker_window_counts_only_its_last_seconds_on_the_ring(r: redis.Redis,
         breaker_clock(1_000 + second)
         state = breaker.record(r, K, "failure")
     assert state == "open"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    window=st.integers(1, 12),
+    steps=st.lists(st.tuples(st.integers(0, 15), st.sampled_from(["success", "failure", "slow"])), max_size=60),
+)
+def test_breaker_window_totals_match_a_recount(
+    r: redis.Redis, breaker_clock: Any, window: int, steps: list[tuple[int, str]]
+) -> None:
+    """The running totals the scripts keep equal a recount of the calls of the last ``window``
+    seconds, however the calls are spread (gaps longer than the window included)."""
+    name = f"recount-{uuid.uuid4().hex[:8]}"
+    breaker = Breaker(name, window=window, min_calls=10**9, slow_call_seconds=1.0, slow_call_rate=1.0)
+    second, calls = 5_000, []
+    for gap, kind in steps:
+        second += gap
+        breaker_clock(second + 0.5)
+        breaker.record(r, K, "success" if kind == "slow" else kind, slow=kind == "slow")  # type: ignore[arg-type]
+        calls.append((second, kind))
+    if not calls:
+        return
+    live = [k for at, k in calls if at > second - window]
+    sums = {k.decode(): int(v) for k, v in r.hgetall(K.breaker(name, "buckets")).items() if k.startswith(b"sum:")}
+    assert sums == {"sum:c": len(live), "sum:f": live.count("failure"), "sum:s": live.count("slow")}
+    assert r.hlen(K.breaker(name, "buckets")) <= 4 * window + 5

@@ -9,9 +9,10 @@ Keys, and what bounds each:
   expiry ms): bounded by the calls in flight, expired entries dropped on every acquire, and a TTL
   of two slot lifetimes.
 - ``buckets`` hash: a ring of ``window`` one-second slots (``<second % window>:t`` = the second a
-  slot counts, ``:c``/``:f``/``:s`` = its calls, failures and slow calls), so at most
-  4 * ``window`` fields (``window`` is at most 3600) however many days of traffic it sees, and a
-  TTL of ``window`` + 5 s.
+  slot counts, ``:c``/``:f``/``:s`` = its calls, failures and slow calls) plus running totals over
+  the window (``sum:c|f|s``, ``swept``, ``w``), so at most 4 * ``window`` + 5 fields (``window`` is
+  at most 3600) however many days of traffic it sees, an O(1) amortised cost per call, and a TTL
+  of ``window`` + 5 s.
 - ``config`` hash: written by :meth:`stalwart.store.limits.LimitStore.register`, with a TTL of
   :data:`IDLE_TTL_MS` renewed while the breaker is used.
 

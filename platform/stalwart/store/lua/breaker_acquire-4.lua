@@ -5,8 +5,7 @@
 --   so a failing dependency sees at most min_calls calls before the breaker opens, fleet-wide.
 -- Open: deny until it may half-open. Half-open: at most N probes in flight across all workers,
 --   each a slot with a TTL so a crashed prober frees it.
--- KEYS[1] state hash; KEYS[2] probes zset; KEYS[3] buckets hash (a ring of window slots:
--- "<slot>:t" the second it counts, "<slot>:c|f|s" its calls, failures, slow calls);
+-- KEYS[1] state hash; KEYS[2] probes zset; KEYS[3] buckets hash (the window: see sweep);
 -- KEYS[4] in-flight zset
 -- ARGV: probes, slot_ttl_ms, slot_id, busy_wait_ms, window_s, min_calls, failure_rate, idle_ms
 -- Returns {granted 0/1, wait_ms, state, probe 0/1}
@@ -15,25 +14,42 @@ local f = redis.call('HMGET', KEYS[1], 'state', 'open_until')
 local state = f[1] or 'closed'
 local ttl = tonumber(ARGV[2])
 
+-- The failure window, in KEYS[3]: a ring of `window` one-second slots ("<second % window>:t" =
+-- the second a slot counts, ":c|f|s" = its calls, failures, slow calls) plus running totals
+-- ("sum:c|f|s") over the slots still in the window, "swept", the second up to which slots
+-- that left the window were subtracted, and "w", the window they were counted for. Each second
+-- leaves the window once, so a call costs O(1) amortised, whatever the window or the length of
+-- the traffic.
+local function sweep(key, sec, window)
+  local upto = sec - window  -- seconds <= upto are out of the window
+  local h = redis.call('HMGET', key, 'swept', 'w')
+  local swept = tonumber(h[1] or '')
+  if swept == nil or tonumber(h[2] or '') ~= window or upto - swept >= window then
+    -- new, idle for a whole window, or counted for another window: start afresh
+    redis.call('DEL', key)
+    redis.call('HSET', key, 'swept', upto, 'w', window, 'sum:c', 0, 'sum:f', 0, 'sum:s', 0)
+    redis.call('PEXPIRE', key, (window + 5) * 1000)
+    return
+  end
+  for t = swept + 1, upto do
+    local slot = t % window
+    local b = redis.call('HMGET', key, slot .. ':t', slot .. ':c', slot .. ':f', slot .. ':s')
+    if tonumber(b[1] or '') == t then
+      for i, what in ipairs({'c', 'f', 's'}) do
+        local n = tonumber(b[i + 1] or '0')
+        if n > 0 then redis.call('HINCRBY', key, 'sum:' .. what, -n) end
+      end
+    end
+  end
+  if upto > swept then redis.call('HSET', key, 'swept', upto) end
+end
+
 local function pending_verdict()
   local inflight = redis.call('ZCARD', KEYS[4])
   if inflight == 0 then return false end
-  local sec, window = math.floor(now / 1000), tonumber(ARGV[5])
-  local slots = {}
-  local fields = redis.call('HGETALL', KEYS[3])  -- at most 4 * window fields
-  for i = 1, #fields, 2 do
-    local slot, what = string.match(fields[i], '^(%d+):(%a)$')
-    if slot ~= nil then
-      slots[slot] = slots[slot] or {}
-      slots[slot][what] = tonumber(fields[i + 1])
-    end
-  end
-  local calls, failures = 0, 0
-  for _, b in pairs(slots) do
-    if b.t and b.t > sec - window and b.t <= sec then
-      calls, failures = calls + (b.c or 0), failures + (b.f or 0)
-    end
-  end
+  sweep(KEYS[3], math.floor(now / 1000), tonumber(ARGV[5]))
+  local t = redis.call('HMGET', KEYS[3], 'sum:c', 'sum:f')
+  local calls, failures = tonumber(t[1] or '0'), tonumber(t[2] or '0')
   if failures == 0 or calls + inflight < tonumber(ARGV[6]) then return false end
   return (failures + inflight) / (calls + inflight) >= tonumber(ARGV[7])
 end

@@ -1,13 +1,40 @@
 -- Record the outcome of a call through a breaker and make the transition it implies, atomically.
--- KEYS[1] state hash; KEYS[2] probes zset; KEYS[3] buckets hash: a ring of `window` slots,
---   "<second % window>:t" = the second the slot counts, ":c|f|s" = its calls, failures, slow
---   calls; a slot is reset when a new second reuses it, so the hash never holds more than
---   4 * window fields however long the traffic runs, and each call costs the same;
--- KEYS[4] in-flight zset of closed-state calls
+-- KEYS[1] state hash; KEYS[2] probes zset; KEYS[3] buckets hash (the window: see sweep; at
+--   most 4 * window + 4 fields however long the traffic runs); KEYS[4] in-flight zset
 -- ARGV: kind (success|failure|ignore), slow 0/1, probe_id ('' = not a probe), window_s,
 --       min_calls, failure_rate, slow_rate (<0 = off), open_ms, probes, call_id ('' = none),
 --       idle_ms (how long the state of an unused breaker is kept)
 -- Returns the state after the call.
+-- The failure window, in KEYS[3]: a ring of `window` one-second slots ("<second % window>:t" =
+-- the second a slot counts, ":c|f|s" = its calls, failures, slow calls) plus running totals
+-- ("sum:c|f|s") over the slots still in the window, "swept", the second up to which slots
+-- that left the window were subtracted, and "w", the window they were counted for. Each second
+-- leaves the window once, so a call costs O(1) amortised, whatever the window or the length of
+-- the traffic.
+local function sweep(key, sec, window)
+  local upto = sec - window  -- seconds <= upto are out of the window
+  local h = redis.call('HMGET', key, 'swept', 'w')
+  local swept = tonumber(h[1] or '')
+  if swept == nil or tonumber(h[2] or '') ~= window or upto - swept >= window then
+    -- new, idle for a whole window, or counted for another window: start afresh
+    redis.call('DEL', key)
+    redis.call('HSET', key, 'swept', upto, 'w', window, 'sum:c', 0, 'sum:f', 0, 'sum:s', 0)
+    redis.call('PEXPIRE', key, (window + 5) * 1000)
+    return
+  end
+  for t = swept + 1, upto do
+    local slot = t % window
+    local b = redis.call('HMGET', key, slot .. ':t', slot .. ':c', slot .. ':f', slot .. ':s')
+    if tonumber(b[1] or '') == t then
+      for i, what in ipairs({'c', 'f', 's'}) do
+        local n = tonumber(b[i + 1] or '0')
+        if n > 0 then redis.call('HINCRBY', key, 'sum:' .. what, -n) end
+      end
+    end
+  end
+  if upto > swept then redis.call('HSET', key, 'swept', upto) end
+end
+
 local now = clock_ms()
 local sec = math.floor(now / 1000)
 local kind, slow, probe = ARGV[1], tonumber(ARGV[2]), ARGV[3]
@@ -42,33 +69,28 @@ if probe ~= '' then
 end
 if state ~= 'closed' or kind == 'ignore' then return state end
 
+sweep(KEYS[3], sec, window)
 local slot = sec % window
-if tonumber(redis.call('HGET', KEYS[3], slot .. ':t') or '-1') ~= sec then
+local at = tonumber(redis.call('HGET', KEYS[3], slot .. ':t') or '')
+if at == nil or at < sec then  -- the slot's last second left the window (and was swept): reuse it
   redis.call('HSET', KEYS[3], slot .. ':t', sec, slot .. ':c', 0, slot .. ':f', 0, slot .. ':s', 0)
 end
+local failed, slowed = kind == 'failure' and 1 or 0, slow == 1 and 1 or 0
 redis.call('HINCRBY', KEYS[3], slot .. ':c', 1)
-if kind == 'failure' then redis.call('HINCRBY', KEYS[3], slot .. ':f', 1) end
-if slow == 1 then redis.call('HINCRBY', KEYS[3], slot .. ':s', 1) end
+redis.call('HINCRBY', KEYS[3], 'sum:c', 1)
+if failed == 1 then
+  redis.call('HINCRBY', KEYS[3], slot .. ':f', 1)
+  redis.call('HINCRBY', KEYS[3], 'sum:f', 1)
+end
+if slowed == 1 then
+  redis.call('HINCRBY', KEYS[3], slot .. ':s', 1)
+  redis.call('HINCRBY', KEYS[3], 'sum:s', 1)
+end
 redis.call('PEXPIRE', KEYS[3], (window + 5) * 1000)
-if kind ~= 'failure' and slow == 0 then return state end  -- only a bad call can trip it
+if failed == 0 and slowed == 0 then return state end  -- only a bad call can trip it
 
-local slots = {}
-local fields = redis.call('HGETALL', KEYS[3])
-for i = 1, #fields, 2 do
-  local at, what = string.match(fields[i], '^(%d+):(%a)$')
-  if at == nil or tonumber(at) >= window then
-    redis.call('HDEL', KEYS[3], fields[i])  -- a slot of a larger window set before, or junk
-  else
-    slots[at] = slots[at] or {}
-    slots[at][what] = tonumber(fields[i + 1])
-  end
-end
-local calls, failures, slows = 0, 0, 0
-for _, b in pairs(slots) do
-  if b.t and b.t > sec - window and b.t <= sec then
-    calls, failures, slows = calls + (b.c or 0), failures + (b.f or 0), slows + (b.s or 0)
-  end
-end
+local t = redis.call('HMGET', KEYS[3], 'sum:c', 'sum:f', 'sum:s')
+local calls, failures, slows = tonumber(t[1]), tonumber(t[2]), tonumber(t[3])
 if calls < min_calls then return state end
 if failures / calls >= failure_rate then return trip('failure rate') end
 if slow_rate >= 0 and slows / calls >= slow_rate then return trip('slow-call rate') end
