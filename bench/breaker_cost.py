@@ -2,7 +2,8 @@
 
 One fresh embedded redis-server. The shipped ``breaker_acquire`` and ``breaker_record`` scripts run
 with their clock read from a key this bench sets (the prelude's ``clock_ms`` only), so a day of
-traffic, one acquire+record per simulated second (one failure in 50), takes seconds, not a day.
+traffic, one acquire+record per simulated second (successes; ``--fail-every N`` adds failures),
+takes seconds, not a day.
 At each checkpoint 2 000 acquire+record pairs run at that simulated second, with three more calls
 held in flight so that every acquire also reads the failure window, and the Redis server's own
 time for them is read from ``INFO commandstats`` (``CONFIG RESETSTAT`` before).
@@ -69,13 +70,13 @@ def queue_pair(pipe: Any, failure: bool) -> None:
                   f"{p.failure_rate:g}", -1, p.open_ms, p.probes, call, IDLE_TTL_MS])
 
 
-def traffic(r: redis.Redis, first: int, seconds: int) -> None:
-    """One call a second from ``first`` on, one failure in 50 (the breaker stays closed)."""
+def traffic(r: redis.Redis, first: int, seconds: int, fail_every: int) -> None:
+    """One call a second from ``first`` on, one failure in ``fail_every`` (0: none)."""
     for chunk in range(first, first + seconds, 1000):
         with r.pipeline(transaction=False) as pipe:
             for second in range(chunk, min(chunk + 1000, first + seconds)):
                 pipe.set(CLOCK_KEY, (START + second) * 1000 + 500)
-                queue_pair(pipe, second % 50 == 0)
+                queue_pair(pipe, bool(fail_every) and second % fail_every == 0)
             pipe.execute()
 
 
@@ -99,16 +100,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=86_400, help="simulated seconds of traffic")
     parser.add_argument("--pairs", type=int, default=2000)
+    parser.add_argument("--fail-every", type=int, default=0, help="one failed call in N (0: none)")
     opts = parser.parse_args()
     with RedisServer() as server:
         r = redis.Redis.from_url(server.url)
         for s in (ACQUIRE, RECORD):
             s.ensure_loaded(r)
         buckets = KEYS.breaker(BREAKER.name, "buckets")
-        traffic(r, 0, 1)
+        traffic(r, 0, 1, opts.fail_every)
         fresh = cost_us(r, 0, opts.pairs)
         fresh_fields = r.hlen(buckets)
-        traffic(r, 1, opts.seconds - 1)
+        traffic(r, 1, opts.seconds - 1, opts.fail_every)
         day = cost_us(r, opts.seconds - 1, opts.pairs)
         day_fields = r.hlen(buckets)
         state = r.hget(KEYS.breaker(BREAKER.name, "state"), "state") or b"closed"
