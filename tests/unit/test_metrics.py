@@ -53,8 +53,8 @@ def test_hook_counts_outcomes_retries_deferrals_dead_letters_and_lost_workers() 
     hook.after_job(ctx(), Outcome("succeeded", 0.2))
     hook.after_job(ctx(), Outcome("retried", 0.1))
     hook.on_retry(ctx(), ValueError("x"), 1.0)
-    hook.on_defer(ctx(), "rate_limited", 0.5)
-    hook.after_job(ctx(), Outcome("deferred", reason="rate_limited"))
+    hook.on_defer(ctx(), "rate limit stripe-api", 0.5)
+    hook.after_job(ctx(), Outcome("deferred", reason="rate limit stripe-api"))
     hook.on_dead_letter(DeadLetter(id="d", reason="malformed"), None)
     hook.on_worker_lost("app.charge", "t1", "worker lost", {})
     registry = CollectorRegistry()
@@ -65,8 +65,8 @@ def test_hook_counts_outcomes_retries_deferrals_dead_letters_and_lost_workers() 
     assert get("stalwart_jobs_total", {"task": "app.charge", "outcome": "deferred"}) == 1
     assert get("stalwart_job_duration_seconds_count", {"task": "app.charge"}) == 2  # not the deferral
     assert get("stalwart_retries_total", {"task": "app.charge"}) == 1
-    assert get("stalwart_deferrals_total", {"task": "app.charge", "reason": "rate_limited"}) == 1
-    assert get("stalwart_dead_letters_total", {"task": "unknown", "reason": "malformed"}) == 1
+    assert get("stalwart_deferrals_total", {"task": "app.charge", "reason": "rate_limit"}) == 1
+    assert get("stalwart_dead_letters_total", {"task": "-", "reason": "malformed"}) == 1
     assert get("stalwart_worker_lost_total", {"task": "app.charge"}) == 1
 
 
@@ -154,3 +154,72 @@ def test_policy_redis_errors_reach_the_shared_counter_once(monkeypatch: pytest.M
     registry = CollectorRegistry()
     registry.register(hook.metrics.redis_errors)
     assert registry.get_sample_value("stalwart_redis_errors_total", {"policy": "stripe"}) == 3
+
+
+# -- bounded over days: files and label values (issue 10.8) -------------------------------------
+
+
+def _recycled_child(jobs: int, exits: bool) -> None:
+    hook = MetricsHook()
+    for _ in range(jobs):
+        hook.after_job(ctx(), Outcome("succeeded", 0.01))
+    if exits:  # what Celery's worker_process_shutdown signal does as a pool child exits
+        metrics.mark_dead(os.getpid())
+    os._exit(0)
+
+
+def test_files_stay_bounded_as_children_are_recycled(multiproc: Path) -> None:
+    """worker_max_tasks_per_child replaces children forever: their files used to pile up."""
+    fork = multiprocessing.get_context("fork")
+    for n in range(40):
+        child = fork.Process(target=_recycled_child, args=(2, n % 4 != 0))  # every 4th is killed, not exited
+        child.start()
+        child.join(10)
+    text = metrics.exposition(multiproc).decode()
+    assert value(text, "stalwart_jobs_total", task="app.charge", outcome="succeeded") == 80
+    assert value(text, "stalwart_job_duration_seconds_count", task="app.charge") == 80
+    assert len(list(multiproc.glob("*.db"))) <= 2  # the two archives; no child is alive
+    child = fork.Process(target=_recycled_child, args=(1, True))
+    child.start()
+    child.join(10)
+    text = metrics.exposition(multiproc).decode()
+    assert value(text, "stalwart_jobs_total", task="app.charge", outcome="succeeded") == 81
+
+
+def test_label_values_are_bounded() -> None:
+    hook = MetricsHook()
+    for n in range(metrics.MAX_LABEL_VALUES + 50):
+        hook.after_job(ctx(f"app.task{n}"), Outcome("succeeded", 0.01))
+        hook.on_defer(ctx(), f"concurrency limit tenant-{n}", 0.1)
+        hook.on_dead_letter(DeadLetter(id=f"d{n}", reason="unregistered", task=f"evil.{n}"), None)
+    registry = CollectorRegistry()
+    for name in ("jobs", "deferrals", "dead_letters"):
+        registry.register(getattr(hook.metrics, name))
+    labels = {name: {s.labels.get("task") for f in registry.collect() if f.name == name for s in f.samples}
+              for name in ("stalwart_jobs", "stalwart_dead_letters")}
+    assert len(labels["stalwart_jobs"]) <= metrics.MAX_LABEL_VALUES + 1
+    assert metrics.OTHER in labels["stalwart_jobs"]
+    assert labels["stalwart_dead_letters"] == {"-"}
+    reasons = {s.labels["reason"] for f in registry.collect() if f.name == "stalwart_deferrals" for s in f.samples}
+    assert reasons == {"concurrency"}
+
+
+@pytest.mark.parametrize(("reason", "kind"), [
+    ("paused", "paused"), ("busy", "busy"), ("claim_lost", "claim_lost"), ("rate limit api", "rate_limit"),
+    ("breaker stripe half-open", "breaker"), ("breaker stripe verdict pending", "breaker"),
+    ("api: state store unavailable", "state_store"), ("\x1b]8;;evil", "other"),
+])
+def test_deferral_reasons_are_reduced_to_their_kind(reason: str, kind: str) -> None:
+    assert metrics.deferral_kind(reason) == kind
+
+
+def test_prometheus_mmap_dict_contract(tmp_path: Path) -> None:
+    """The private prometheus_client.mmap_dict API metrics.fold relies on."""
+    from prometheus_client.mmap_dict import MmapedDict  # noqa: PLC0415 - the private module under contract
+
+    path = str(tmp_path / "counter_1.db")
+    d = MmapedDict(path)
+    d.write_value("k", 2.5, 7.0)
+    assert d.read_value("k") == (2.5, 7.0)
+    d.close()
+    assert [v[:3] for v in MmapedDict.read_all_values_from_file(path)] == [("k", 2.5, 7.0)]

@@ -4,21 +4,36 @@ prometheus_client's multiprocess mode keeps each process's counts in files under
 The worker's main process creates a fresh directory before the pool forks
 (:func:`enable_multiprocess`); metric objects are created lazily, so whatever imported
 prometheus_client first, a child's counts land in that directory and a scrape sums them.
+
+Bounded, however many children ``worker_max_tasks_per_child`` recycles: a child that exits folds
+its counter and histogram files into one archive file per type (:func:`mark_dead`), and a scrape
+folds the files of children that died without exiting (SIGKILL, OOM) the same way, so the
+directory holds the live processes' files plus two. Folding and scraping take one file lock, so a
+scrape never counts a child twice. Label values are bounded too: task names and policy names
+beyond :data:`MAX_LABEL_VALUES` per label are counted as ``other``, deferral reasons are reduced
+to their kind, and bad messages (whose task name is whatever the message said) count as ``-``.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client import multiprocess as mp
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+# A private module of prometheus_client: the one way to read and write its multiprocess files.
+# Pinned by tests/unit/test_metrics.py::test_prometheus_mmap_dict_contract.
+from prometheus_client.mmap_dict import MmapedDict
 
 from stalwart.broker.mover import Mover
 from stalwart.dlq.entry import DeadLetter
@@ -36,6 +51,42 @@ ENV_DIR = "PROMETHEUS_MULTIPROC_DIR"
 DIR_PREFIX = "stalwart-metrics-"
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 _TIMED = {"succeeded", "retried", "dead"}
+ARCHIVE = "archive"  # counter_archive.db, histogram_archive.db: the counts of exited children
+FOLDED_TYPES = ("counter", "histogram")
+LOCK_FILE = "fold.lock"
+MAX_LABEL_VALUES = 200
+OTHER = "other"
+BAD_MESSAGE_REASONS = frozenset({"malformed", "refused_content", "unregistered"})
+DEFERRAL_KINDS = (("rate limit", "rate_limit"), ("concurrency limit", "concurrency"), ("breaker", "breaker"),
+                  ("state store unavailable", "state_store"))
+PLAIN_DEFERRALS = frozenset({"paused", "busy", "claim_lost"})
+_thread_lock = threading.Lock()
+
+
+class LabelValues:
+    """At most ``limit`` distinct values of one label in this process; the rest are ``other``."""
+
+    def __init__(self, limit: int = MAX_LABEL_VALUES) -> None:
+        self.limit = limit
+        self.seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self.seen:
+            return value
+        if len(self.seen) >= self.limit:
+            return OTHER
+        self.seen.add(value)
+        return value
+
+
+def deferral_kind(reason: str) -> str:
+    """A deferral reason without the limit or breaker name it may carry."""
+    if reason in PLAIN_DEFERRALS:
+        return reason
+    for marker, kind in DEFERRAL_KINDS:
+        if marker in reason:
+            return kind
+    return OTHER
 
 
 class JobMetrics:
@@ -66,6 +117,8 @@ class MetricsHook(Hook):
         self._metrics: JobMetrics | None = None
         self._value_class: Any = None
         self._errors_seen: dict[str, int] = {}
+        self.task = LabelValues()
+        self.policy = LabelValues()
 
     @property
     def metrics(self) -> JobMetrics:
@@ -77,29 +130,32 @@ class MetricsHook(Hook):
 
     def after_job(self, ctx: JobContext, outcome: Outcome) -> None:
         m = self.metrics
-        m.jobs.labels(ctx.task_name, outcome.kind).inc()
+        task = self.task(ctx.task_name)
+        m.jobs.labels(task, outcome.kind).inc()
         if outcome.kind in _TIMED:
-            m.duration.labels(ctx.task_name).observe(outcome.duration)
+            m.duration.labels(task).observe(outcome.duration)
         self.sync_redis_errors()
 
     def on_retry(self, ctx: JobContext, exc: BaseException, delay: float) -> None:
-        self.metrics.retries.labels(ctx.task_name).inc()
+        self.metrics.retries.labels(self.task(ctx.task_name)).inc()
 
     def on_defer(self, ctx: JobContext, reason: str, delay: float) -> None:
-        self.metrics.deferrals.labels(ctx.task_name, reason).inc()
+        self.metrics.deferrals.labels(self.task(ctx.task_name), deferral_kind(reason)).inc()
 
     def on_dead_letter(self, entry: DeadLetter, exc: BaseException | None) -> None:
-        self.metrics.dead_letters.labels(entry.task or "unknown", entry.reason).inc()
+        # a bad message names whatever task it likes: not a label value
+        task = "-" if entry.reason in BAD_MESSAGE_REASONS else self.task(entry.task or "-")
+        self.metrics.dead_letters.labels(task, entry.reason).inc()
 
     def on_worker_lost(self, task_name: str, task_id: str, reason: str, headers: dict[str, Any]) -> None:
-        self.metrics.worker_lost.labels(task_name).inc()
+        self.metrics.worker_lost.labels(self.task(task_name)).inc()
 
     def sync_redis_errors(self) -> None:
         """Carry this process's new limit/breaker Redis errors into the shared counter."""
         for policy, count in policy_redis_errors().items():
             seen = self._errors_seen.get(policy, 0)
             if count > seen:
-                self.metrics.redis_errors.labels(policy).inc(count - seen)
+                self.metrics.redis_errors.labels(self.policy(policy)).inc(count - seen)
             self._errors_seen[policy] = count
 
 
@@ -137,10 +193,54 @@ def _alive(pid: int) -> bool:
 
 
 def mark_dead(pid: int) -> None:
-    """A pool child exited: drop its live-gauge files (its counters stay and keep counting)."""
+    """A pool child exited: drop its live-gauge files and fold its counts into the archive."""
     path = os.environ.get(ENV_DIR)
     if path and os.path.isdir(path):
         mp.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+        with folding(Path(path)):
+            fold(Path(path), pid)
+
+
+@contextmanager
+def folding(path: Path) -> Iterator[None]:
+    """Exclusive use of the metrics files, across the processes sharing ``path``."""
+    with _thread_lock, (path / LOCK_FILE).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def fold(path: Path, pid: int) -> None:
+    """Add the counter and histogram values of process ``pid`` to the archive files, then remove
+    its files (the caller holds :func:`folding`). Sums, as a scrape would make them."""
+    for typ in FOLDED_TYPES:
+        source = path / f"{typ}_{pid}.db"
+        if not source.exists():
+            continue
+        values = list(MmapedDict.read_all_values_from_file(str(source)))  # type: ignore[no-untyped-call]
+        archive = MmapedDict(str(path / f"{typ}_{ARCHIVE}.db"))  # type: ignore[no-untyped-call]
+        try:
+            for key, value, timestamp, _ in values:
+                total, _ = archive.read_value(key)  # type: ignore[no-untyped-call]
+                archive.write_value(key, total + value, timestamp)  # type: ignore[no-untyped-call]
+        finally:
+            archive.close()  # type: ignore[no-untyped-call]
+        source.unlink()
+
+
+def fold_dead(path: Path) -> int:
+    """Fold the files of every process that is gone (killed, not exited); how many."""
+    pids: set[int] = set()
+    for f in path.glob("*.db"):
+        typ, _, rest = f.name.partition("_")
+        name = rest.removesuffix(".db")
+        if typ in FOLDED_TYPES and name.isdigit() and int(name) != os.getpid() and not _alive(int(name)):
+            pids.add(int(name))
+    for pid in pids:
+        fold(path, pid)
+    return len(pids)
 
 
 def remove_dir(path: Path) -> None:
@@ -153,11 +253,14 @@ def remove_dir(path: Path) -> None:
 def exposition(path: Path | None, *collectors: Collector) -> bytes:
     """Prometheus text: the children's and this process's counts plus ``collectors``."""
     registry = CollectorRegistry(auto_describe=False)
-    if path is not None:
-        mp.MultiProcessCollector(registry, path=str(path))  # type: ignore[no-untyped-call]
     for collector in collectors:
         registry.register(collector)
-    return bytes(generate_latest(registry))
+    if path is None:
+        return bytes(generate_latest(registry))
+    mp.MultiProcessCollector(registry, path=str(path))  # type: ignore[no-untyped-call]
+    with folding(path):  # no child folds its files while they are read
+        fold_dead(path)
+        return bytes(generate_latest(registry))
 
 
 class StateCollector:
