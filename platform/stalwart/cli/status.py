@@ -1,8 +1,8 @@
 """``stalwart status``: queues, delayed jobs, dead letters, breakers, limits and live workers.
 
 Reads only: queue lists and delayed sets on the broker Redis, everything else on the state
-store. Breakers and limits are those that have been used (their registries); workers are
-those that wrote a presence mark, live when seen within the last 15 s.
+store. Breakers and limits are those used lately (their registries); workers are those that
+wrote a presence mark within the last hour, live when seen within the last 15 s (Redis clock).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from stalwart.job.header import now_ms
 from stalwart.ops import presence
 from stalwart.runtime import Runtime
 from stalwart.settings import Settings
@@ -66,7 +65,7 @@ def gather(runtime: Runtime) -> dict[str, Any]:
     """Everything ``status`` shows, as one JSON-ready document."""
     dlq = runtime.dlq.stats()
     in_flight = broker_store.unacked_count(runtime.broker_redis)
-    found = workers(runtime, now_ms())
+    found = workers(runtime, runtime.presence.now_ms())
     return {
         "queues": queues(runtime),
         "in_flight": in_flight,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from stalwart.errors import StateStoreError
-from stalwart.job.header import now_ms
 from stalwart.periodic import Periodic
 from stalwart.store.presence import PresenceStore
 
@@ -29,7 +28,7 @@ class Presence(Periodic):
         self.hostname = hostname
 
     def beat(self) -> None:
-        self.store.beat(self.hostname, now_ms())
+        self.store.beat(self.hostname)
 
     def tick(self) -> None:
         self.beat()
