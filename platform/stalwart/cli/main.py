@@ -1,8 +1,10 @@
 """Entry point of the ``stalwart`` command. Each subcommand lives in its own module.
 
 A subcommand module exposes ``register(subparsers)``, which adds its parser and sets
-``func(args) -> int`` as the parser default. Errors from Stalwart become one clear line on
-stderr and exit status 2; an unreachable Redis is named with its (redacted) URL.
+``func(args) -> int`` as the parser default (and ``passthrough``, the attribute that receives
+the options it does not know, when it hands them on to another program). Errors from Stalwart
+become one clear line on stderr and exit status 2; an unreachable Redis is named with its
+(redacted) URL.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from stalwart.errors import StalwartError, StoreUnavailable
 from stalwart.settings import Settings
 from stalwart.store.connection import redact
 
-COMMANDS = ["dlq", "dev", "switch", "status", "breaker", "limits"]
+COMMANDS = ["dlq", "dev", "switch", "status", "breaker", "limits", "flower"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    passthrough = getattr(args, "passthrough", None)
+    if passthrough:  # a command that hands its other options to another program (flower)
+        setattr(args, passthrough, extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args))
     except (StoreUnavailable, redis.ConnectionError) as exc:

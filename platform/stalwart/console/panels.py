@@ -1,0 +1,139 @@
+"""The breakers, limits, switches and queues pages: reads on top of the policies' and stores'
+public functions, and the operator actions on breakers and switches (each one audited)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from stalwart.console.context import Console
+from stalwart.console.views import iso, show_map, show_rows
+from stalwart.errors import ConfigurationError
+from stalwart.policies import switches
+from stalwart.store import broker as broker_store
+from stalwart.store import console as looks
+
+BREAKER_OPS = {"open": "force_open", "close": "close", "reset": "reset"}
+SWITCH_STATES = ("paused", "disabled")
+TOP_KEYS = 10
+CHART_MINUTES = 360
+
+
+# -- breakers -------------------------------------------------------------------------------------
+
+
+def breakers(console: Console) -> list[dict[str, Any]]:
+    """Every breaker in use: state, failure rate over its window, calls in flight."""
+    rt = console.runtime
+    out = []
+    for name in rt.limits.names("breakers"):
+        status = dict(rt.breakers.status(name))
+        status["in_flight"] = looks.breaker_calls_in_flight(rt.redis, rt.keys, name)
+        status["opened_at_iso"] = iso(status.get("opened_at"))
+        status["open_until_iso"] = iso(status.get("open_until"))
+        out.append(show_map(status))
+    return out
+
+
+def breaker_action(console: Console, name: str, action: str, who: str) -> str:
+    if action not in BREAKER_OPS:
+        raise ConfigurationError(f"breaker action must be one of {', '.join(BREAKER_OPS)}, got {action!r}")
+    if name not in console.runtime.limits.names("breakers"):
+        raise ConfigurationError(f"no breaker named {name!r} has been used")
+    state = console.runtime.breakers.admin(name, BREAKER_OPS[action])  # type: ignore[arg-type]
+    console.audit.record(who, f"breaker {action}", name, None, {"state": state})
+    return state
+
+
+# -- limits ---------------------------------------------------------------------------------------
+
+
+def usage(status: dict[str, Any]) -> float:
+    """How busy a limit is now: holders of a concurrency limit, waiting jobs of a rate limit."""
+    if status.get("type") == "rate":
+        return float(status.get("waiting", 0) or 0) + float(status.get("backlog_seconds", 0) or 0)
+    return float(status.get("holders", 0) or 0)
+
+
+def limits(console: Console) -> dict[str, Any]:
+    """Every limit in use with its current usage, and the busiest keys of each template family
+    (``tenant:acme``, ``tenant:globex`` → family ``tenant``)."""
+    found = [s for s in (console.runtime.limits.status(n) for n in console.runtime.limits.names("limits")) if s]
+    families: dict[str, list[dict[str, Any]]] = {}
+    for status in found:
+        status["usage"] = usage(status)
+        families.setdefault(str(status["name"]).split(":", 1)[0], []).append(status)
+    top = {family: [{"name": s["name"], "usage": s["usage"]}
+                    for s in sorted(members, key=lambda s: -s["usage"])[:TOP_KEYS]]
+           for family, members in sorted(families.items())}
+    return show_map({"limits": sorted(found, key=lambda s: str(s["name"])), "top_keys": top})
+
+
+# -- switches -------------------------------------------------------------------------------------
+
+
+def switch_list(console: Console, seen: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for pattern, info in switches.read(console.runtime.redis, console.runtime.keys).items():
+        rows.append({"pattern": pattern, "state": info["state"], "at": info["at"], "at_iso": iso(info["at"]),
+                     "matches": console.matching(pattern, seen)})
+    return show_rows(rows)
+
+
+def set_switch(console: Console, pattern: str, state: str, who: str, seen: list[str]) -> dict[str, Any]:
+    if state not in SWITCH_STATES:
+        raise ConfigurationError(f"switch state must be one of {', '.join(SWITCH_STATES)}, got {state!r}")
+    matches = console.matching(pattern, seen)
+    at = switches.set_switch(console.runtime.redis, console.runtime.keys, pattern, state,
+                             broker=console.runtime.broker_redis)
+    console.audit.record(who, f"switch {state}", pattern, len(matches), {"matches": matches[:50]})
+    return {"pattern": pattern, "state": state, "at": at, "matches": matches}
+
+
+def resume(console: Console, pattern: str, who: str, seen: list[str]) -> bool:
+    removed = switches.clear(console.runtime.redis, console.runtime.keys, pattern, broker=console.runtime.broker_redis)
+    console.audit.record(who, "switch resume", pattern, len(console.matching(pattern, seen)), {"removed": removed})
+    return removed
+
+
+# -- queues ---------------------------------------------------------------------------------------
+
+
+def queue_names(console: Console, delayed: dict[str, int]) -> list[str]:
+    conf = console.capp.conf
+    names = {str(conf.task_default_queue or "celery")}
+    names |= {str(q.name) for q in (conf.task_queues or ()) if getattr(q, "name", None)}
+    names |= {key.split("\x06\x16")[0] for key in delayed}
+    return sorted(names)
+
+
+def _sent_ms(raw: bytes | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        message = json.loads(raw)
+        sent = message["headers"]["stalwart"]["sent"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return int(sent) if isinstance(sent, (int, float)) and not isinstance(sent, bool) else None
+
+
+def queues(console: Console) -> dict[str, Any]:
+    """Ready, delayed and in flight per queue, the age of each queue's oldest ready job, and DLQ
+    additions per minute over the last six hours."""
+    rt = console.runtime
+    delayed = rt.delayed.depth()
+    names = queue_names(console, delayed)
+    lengths = broker_store.list_lengths(rt.broker_redis, names)
+    now = looks.now_ms(rt.broker_redis)
+    rows = []
+    for name, ready in zip(names, lengths, strict=True):
+        sent = _sent_ms(looks.oldest(rt.broker_redis, name)) if ready else None
+        rows.append({"queue": name, "ready": ready,
+                     "delayed": sum(n for key, n in delayed.items() if key.split("\x06\x16")[0] == name),
+                     "oldest_age_seconds": None if sent is None else round(max(0, now - sent) / 1000, 1)})
+    per_minute = rt.dlq.per_minute()
+    minute = now // 60_000
+    series = [{"minute": m, "count": per_minute.get(m, 0)} for m in range(minute - CHART_MINUTES + 1, minute + 1)]
+    return show_map({"queues": rows, "in_flight": broker_store.unacked_count(rt.broker_redis),
+                 "dlq_per_minute": series, "now": now})
