@@ -14,6 +14,7 @@ from stalwart.enqueue.bulk import JobSpec, enqueue_many
 from stalwart.hooks import Hook, Hooks
 from stalwart.runtime import Runtime
 from stalwart.settings import Settings
+from stalwart.store.enqueue import scoped as scoped_key
 from stalwart.task import StalwartTask
 from stalwart.worker.steps import register_steps
 
@@ -112,6 +113,8 @@ class Stalwart(celery.Celery):
         if not successor and "idempotency_key" not in options and isinstance(task, StalwartTask) \
                 and task.idempotency_key is not None:
             options["idempotency_key"] = task.derive_key(tuple(args or ()), dict(kwargs or {}))
+        if not successor and isinstance(options.get("idempotency_key"), str):  # one key, one task
+            options["idempotency_key"] = scoped_key(name, options["idempotency_key"])
         meta = enqueue_mod.translate(options)
         if meta.key is None or successor:
             return super().send_task(name, args, kwargs, **options)

@@ -134,3 +134,29 @@ def test_lease_of_a_dead_holder_expires_and_the_job_runs(
         time.sleep(0.05)
     wait_until(lambda: r.get("effect:ghost") == b"1", 30, message="never ran after the lease expired")
     assert job_states(capp, RECORD_ONCE, ["ghost"])["ghost"] == "done"
+
+
+# -- keys are per task, and a dead key does not block a fresh enqueue (issue 10.9) --------------
+
+
+def test_the_same_explicit_key_on_two_tasks_is_two_jobs(capp: Any, r: redis.Redis) -> None:
+    first = capp.send_task("tests.integration.jobs.record", ("a",), idempotency_key="order-7")
+    second = capp.send_task("tests.integration.jobs.permanent", ("b",), idempotency_key="order-7")
+    again = capp.send_task("tests.integration.jobs.record", ("c",), idempotency_key="order-7")
+    assert first.id != second.id
+    assert again.id == first.id
+    assert r.llen("celery") == 2
+
+
+def test_a_dead_lettered_key_does_not_block_a_fresh_enqueue(
+    capp: Any, r: redis.Redis, make_worker: Callable[..., WorkerProcess]
+) -> None:
+    make_worker(env=CHAOS_ENV)
+    task = "tests.integration.jobs.permanent"
+    dead = capp.send_task(task, ("dk",), idempotency_key="dk")
+    wait_until(lambda: capp.stalwart.dlq.stats()["total"] == 1, 30, message="first job dead-lettered")
+    fresh = capp.send_task(task, ("dk",), idempotency_key="dk")
+    assert fresh.id != dead.id
+    wait_until(lambda: r.get("attempts:dk") == b"2", 30, message="the fresh job never ran")
+    wait_until(lambda: capp.stalwart.dlq.stats()["total"] == 2, 30)
+    assert capp.send_task(task, ("dk",), idempotency_key="dk").id not in (dead.id, fresh.id)

@@ -17,11 +17,14 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stalwart.store.jobs import NEW, STATES, TRANSITIONS, JobStore, NotHeld
+from stalwart.store.enqueue import EnqueueStore
+from stalwart.store.jobs import NEW, STATES, TRANSITIONS, JobStore, NotHeld, job_key
 from stalwart.store.keys import Keys
 
 KEYS = Keys("proto")
-JOB = "t:proto-1"
+KEY = "proto-1"
+JOB = job_key(KEY, "")
+TASKS = ("task-a", "task-b")
 OWNERS = ("h1:1:m:a", "h1:1:m:b", "h2:2:m:c")
 PREFIXES = ("h1:1:", "h2:2:")
 TTL_MS = 60_000
@@ -36,7 +39,8 @@ class Op:
 
 
 OPS = st.one_of(
-    st.builds(Op, st.just("begin"), st.integers(0, 2), st.integers(0, 3), st.integers(0, 2)),
+    st.builds(Op, st.just("begin"), st.integers(0, 2), st.integers(0, 3), st.integers(0, 5)),
+    st.builds(Op, st.just("enqueue"), st.integers(0, 1)),
     st.builds(Op, st.just("end"), st.integers(0, 2), st.integers(0, 4), st.integers(0, 2)),
     st.builds(Op, st.just("renew"), st.integers(0, 2)),
     st.builds(Op, st.just("crashed"), st.integers(0, 1)),
@@ -51,10 +55,18 @@ def read(r: redis.Redis) -> dict[str, str]:
 
 
 def begin(jobs: JobStore, r: redis.Redis, op: Op) -> bool:
-    """flag: 0 a live lease, 1 a lease lapsed at once, 2 past the job's deadline."""
-    begun = jobs.begin(JOB, owner=OWNERS[op.who], lease_ms=0 if op.flag == 1 else 60_000, max_deliveries=3,
-                       deadline_ms=1 if op.flag == 2 else None, gen=op.gen, ttl_ms=TTL_MS)
+    """flag % 3: 0 a live lease, 1 a lease lapsed at once, 2 past the job's deadline; flag // 3: task."""
+    begun = jobs.begin(JOB, owner=OWNERS[op.who], lease_ms=0 if op.flag % 3 == 1 else 60_000, max_deliveries=3,
+                       deadline_ms=1 if op.flag % 3 == 2 else None, gen=op.gen, ttl_ms=TTL_MS,
+                       task_id=TASKS[op.flag // 3])
     return begun.code == "run"
+
+
+def enqueue(jobs: JobStore, r: redis.Redis, op: Op) -> bool:
+    """An enqueue of the key by one of two task ids; a change only when it took a dead key over."""
+    taken_over = jobs.read(JOB).state == "dead" and r.get(KEYS.idem(KEY)) != TASKS[op.who].encode()
+    assert EnqueueStore(r, KEYS).claim(KEY, TASKS[op.who], TTL_MS) == TASKS[op.who] or not taken_over
+    return taken_over
 
 
 def end(jobs: JobStore, r: redis.Redis, op: Op) -> bool:
@@ -88,6 +100,7 @@ def lapse(jobs: JobStore, r: redis.Redis, op: Op) -> bool:
 
 WRITERS: dict[str, tuple[str | None, Callable[[JobStore, redis.Redis, Op], bool]]] = {
     "begin": ("job_begin", begin),
+    "enqueue": ("enqueue_claim", enqueue),
     "end": ("job_end", end),
     "renew": ("job_renew", lambda jobs, r, op: jobs.renew(JOB, owner=OWNERS[op.who], lease_ms=60_000, ttl_ms=TTL_MS)),
     "crashed": ("job_crashed", lambda jobs, r, op: jobs.crashed(JOB, owner_prefix=PREFIXES[op.who])),
@@ -117,7 +130,7 @@ def test_every_transition_is_between_declared_states(name: str) -> None:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(OPS, min_size=1, max_size=30))
 def test_random_operations_only_make_declared_transitions(r: redis.Redis, ops: list[Op]) -> None:
-    r.delete(KEYS.job(JOB))
+    r.delete(KEYS.job(JOB), KEYS.idem(KEY))
     jobs = JobStore(r, KEYS)
     for op in ops:
         before = read(r).get("state", NEW)

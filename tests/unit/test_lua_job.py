@@ -9,7 +9,8 @@ import redis
 
 from stalwart.broker.mover import BATCH, Mover
 from stalwart.store.delayed import DelayedStore
-from stalwart.store.jobs import owner, owner_prefix
+from stalwart.store.enqueue import EnqueueStore
+from stalwart.store.jobs import JobStore, job_key, owner, owner_prefix
 from stalwart.store.keys import Keys
 from stalwart.store.scripts import script
 
@@ -193,6 +194,25 @@ def test_the_main_process_still_frees_a_dead_childs_claim_by_its_prefix(r: redis
     begin(r, owner("host", 7, "msg-1"))
     assert script("job_crashed")(r, [JOB], [owner_prefix("host", 7)]) == 1
     assert job(r)["state"] == "crashed"
+
+
+def test_a_fresh_enqueue_takes_a_dead_key_over_and_leftover_copies_are_stale(r: redis.Redis) -> None:
+    """Issue 10.9: a dead key blocked a fresh enqueue for the whole idempotency TTL."""
+    enqueues, jobs = EnqueueStore(r, KEYS), JobStore(r, KEYS)
+    hash_key = job_key("k1", "")
+    assert enqueues.claim("k1", "old-task", TTL_MS) == "old-task"
+    assert enqueues.claim("k1", "dup-task", TTL_MS) == "old-task"  # pending: the key is taken
+    assert jobs.begin(hash_key, owner="h:1:a", lease_ms=5000, max_deliveries=3, deadline_ms=None, gen=2,
+                      ttl_ms=TTL_MS, task_id="old-task").code == "run"
+    assert jobs.end(hash_key, owner="h:1:a", outcome="dead", ttl_ms=TTL_MS)
+    assert enqueues.claim("k1", "new-task", TTL_MS) == "new-task"
+    leftover = jobs.begin(hash_key, owner="h:1:b", lease_ms=5000, max_deliveries=3, deadline_ms=None, gen=2,
+                          ttl_ms=TTL_MS, task_id="old-task")
+    assert leftover.code == "stale"
+    fresh = jobs.begin(hash_key, owner="h:1:c", lease_ms=5000, max_deliveries=3, deadline_ms=None, gen=0,
+                       ttl_ms=TTL_MS, task_id="new-task")
+    assert fresh.code == "run"
+    assert enqueues.claim("k1", "other-task", TTL_MS) == "new-task"  # running: the key is taken
 
 
 @pytest.mark.parametrize("outcome", ["done", "dead", "waiting"])

@@ -17,6 +17,7 @@ import celery
 
 from stalwart.enqueue import translate as enqueue_mod
 from stalwart.runtime import runtime_of
+from stalwart.store.enqueue import scoped as scoped_key
 
 CHUNK = 1000
 # Redis commands per message in the publish pipeline: LPUSH or the delayed-set script
@@ -48,14 +49,14 @@ def enqueue_many(
     """
     name = task if isinstance(task, str) else task.name
     task_obj = app.tasks.get(name)
-    prepared = [prepare(task_obj, job) for job in jobs]
+    prepared = [prepare(task_obj, job, name) for job in jobs]
     results: list[Any] = []
     for start in range(0, len(prepared), chunk):
         results.extend(_enqueue_chunk(app, name, prepared[start : start + chunk]))
     return results
 
 
-def prepare(task: Any, job: JobSpec) -> Prepared:
+def prepare(task: Any, job: JobSpec, name: str | None = None) -> Prepared:
     """Translate one job's Stalwart options (key, deadline, countdown, trace) into headers."""
     args, kwargs = tuple(job[0] or ()), dict(job[1] or {})
     options = dict(job[2]) if len(job) > 2 else {}
@@ -65,6 +66,9 @@ def prepare(task: Any, job: JobSpec) -> Prepared:
         and "idempotency_key" not in options
     ):
         options["idempotency_key"] = task.derive_key(args, kwargs)
+    name = name or getattr(task, "name", None)
+    if name and isinstance(options.get("idempotency_key"), str):  # one key, one task
+        options["idempotency_key"] = scoped_key(name, options["idempotency_key"])
     task_id = options.pop("task_id", None) or celery.uuid()
     meta = enqueue_mod.translate(options)
     return Prepared(args, kwargs, options, task_id, meta.key)

@@ -135,7 +135,7 @@ class Delivery:
             begun = self.runtime.jobs.begin(
                 self.ctx.job_key, owner=self.owner, lease_ms=int(s.lease_seconds * 1000),
                 max_deliveries=self.task.max_deliveries, deadline_ms=self.ctx.meta.deadline,
-                gen=self.ctx.meta.gen, ttl_ms=self._ttl_ms(),
+                gen=self.ctx.meta.gen, ttl_ms=self._ttl_ms(), task_id=self.ctx.task_id,
             )
         except StateStoreError as exc:
             log.error("state store unreachable for %s[%s], requeueing: %s",

@@ -14,6 +14,8 @@ Fields
                     a copy with a lower gen than the hash is stale and dropped
     ``deliveries``  deliveries of the current generation that started without finishing
     ``result``      JSON ``{"v": ...}`` of a ``done`` job, for idempotent replies
+    ``task``        the task id the job key belongs to: a copy of another task id is stale (a
+                    fresh enqueue that takes over a dead job's key names its own task id here)
 
 Every write sets the hash's TTL (``done_ttl`` without an idempotency key, ``idempotency_ttl``
 with one, and never less than two leases); each lease renewal extends it again, so a job that
@@ -68,6 +70,8 @@ TRANSITIONS: dict[str, Transition] = {
     "bury": Transition(("running", "waiting", "crashed", NEW), "dead", "job_end"),
     "hand_on": Transition(("running", "waiting", "crashed", NEW), "waiting", "job_end"),
     "crash": Transition(("running",), "crashed", "job_crashed"),
+    # enqueue_claim: a fresh enqueue takes over the key of a dead job (the hash names its task)
+    "take_over": Transition(("dead",), NEW, "enqueue_claim"),
     # replay checks first that the job is not done, waiting or under a live lease
     "reset": Transition(("dead", "crashed", "running", NEW), NEW, "JobStore.reset (replay)"),
     # job_revive (replay): not done, not waiting, no live lease; the generation is raised
@@ -136,11 +140,11 @@ class JobStore:
 
     @guarded
     def begin(self, job: str, *, owner: str, lease_ms: int, max_deliveries: int,
-              deadline_ms: int | None, gen: int, ttl_ms: int) -> Begin:
+              deadline_ms: int | None, gen: int, ttl_ms: int, task_id: str = "") -> Begin:
         """Start a delivery: deadline, staleness, done/busy/dead checks, delivery count, claim."""
         code, value, now = script("job_begin")(
             self.client, [self.keys.job(job)],
-            [owner, lease_ms, max_deliveries, deadline_ms or 0, gen, ttl_ms],
+            [owner, lease_ms, max_deliveries, deadline_ms or 0, gen, ttl_ms, task_id],
         )
         return Begin(text(code), text(value), int(now))  # type: ignore[arg-type]
 
