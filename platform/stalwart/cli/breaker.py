@@ -14,7 +14,7 @@ from stalwart.policies.breakers import admin, status
 from stalwart.runtime import Runtime
 from stalwart.settings import Settings
 
-from .output import format_ms, print_fields, print_json, print_table
+from .output import format_ms, print_fields, print_json, print_table, say
 
 LS_COLUMNS = ("name", "state", "calls", "failures", "failure_rate", "probes_in_flight", "half_open_in")
 _OPS = {"open": "force_open", "close": "close", "reset": "reset"}
@@ -60,7 +60,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     runtime = _runtime()
     if args.name not in _names(runtime):
-        print(f"stalwart: no breaker named {args.name!r} has been used")
+        say(f"stalwart: no breaker named {args.name!r} has been used")
         return 1
     info = status(runtime.redis, runtime.keys, args.name)
     if args.json:
@@ -76,5 +76,5 @@ def cmd_admin(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"name": args.name, "state": state})
     else:
-        print(f"breaker {args.name}: {state}")
+        say(f"breaker {args.name}: {state}")
     return 0

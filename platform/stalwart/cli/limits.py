@@ -9,7 +9,7 @@ from stalwart.policies.limits import limit_names, limit_status
 from stalwart.runtime import Runtime
 from stalwart.settings import Settings
 
-from .output import print_fields, print_json, print_table
+from .output import print_fields, print_json, print_table, say
 
 LS_COLUMNS = ("name", "type", "limit", "granted", "denied", "now")
 
@@ -56,7 +56,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     runtime = _runtime()
     status = limit_status(runtime.redis, runtime.keys, args.name)
     if status is None:
-        print(f"stalwart: no limit named {args.name!r} has been used")
+        say(f"stalwart: no limit named {args.name!r} has been used")
         return 1
     if args.json:
         print_json(status)

@@ -15,7 +15,7 @@ from stalwart.policies import switches
 from stalwart.runtime import Runtime
 from stalwart.settings import Settings
 
-from .output import format_ms, print_json, print_table
+from .output import format_ms, print_json, print_table, say
 
 
 def register(subparsers: Any) -> None:
@@ -67,5 +67,5 @@ def cmd_set(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     else:
-        print(text)
+        say(text)
     return 0 if result["changed"] else 1
