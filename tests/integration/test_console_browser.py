@@ -134,6 +134,39 @@ def test_filter_dead_letters_and_open_an_entry_without_rendering_its_content(sta
     ctx.close()
 
 
+def test_pages_refresh_on_their_own_keeping_filters_and_selection_and_pause_when_hidden(stack: Stack) -> None:
+    ctx = stack.context()
+    page = stack.page(ctx, f"/stalwart/dead-letters?task={CRAFTED}")
+    expect(rows(page)).to_have_count(3)
+    chosen = rows(page).first.get_attribute("data-entry")
+    rows(page).first.locator(".row-check").check()
+    expect(page.locator("#replay-selected")).to_have_text("Replay selected (1)…")
+
+    stack.app.send_task(CRAFTED, (4, CARD))  # a new death shows up on the next refresh
+    expect(rows(page)).to_have_count(4)
+    expect(page.locator(f'#dlq-rows tr[data-entry="{chosen}"] .row-check')).to_be_checked()
+    expect(page.locator("#f-task")).to_have_value(CRAFTED)
+    expect(page.locator("#replay-selected")).to_have_text("Replay selected (1)…")
+
+    page.evaluate("""() => {
+        window.stalwartFetches = 0;
+        const fetch = window.fetch;
+        window.fetch = (...args) => { window.stalwartFetches += 1; return fetch(...args); };
+        Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});
+        document.dispatchEvent(new Event('visibilitychange'));
+    }""")
+    expect(page.locator("#refresh-status")).to_have_text("Paused while the tab is hidden")
+    page.wait_for_timeout(5000)  # more than one refresh period: nothing may be fetched meanwhile
+    assert page.evaluate("window.stalwartFetches") == 0
+    page.evaluate("""() => {
+        Object.defineProperty(document, 'hidden', {configurable: true, get: () => false});
+        document.dispatchEvent(new Event('visibilitychange'));
+    }""")
+    expect(page.locator("#refresh-status")).to_contain_text("Updated")
+    assert page.evaluate("window.stalwartFetches") > 0
+    ctx.close()
+
+
 def test_dry_run_and_replay_a_cause_then_the_jobs_succeed_in_flower(stack: Stack) -> None:
     ids = [stack.app.send_task(FIXABLE, (order,)).id for order in (201, 202, 203)]
     stack.dead(FIXABLE, 3)
@@ -173,7 +206,7 @@ def test_purge_by_filter(stack: Stack) -> None:
     page.click("#dialog-confirm")
     expect(page.locator("#dlq-rows")).to_contain_text("No dead letters match.")
     page.goto(stack.server.base + "/stalwart/dead-letters")
-    expect(page.locator("#dlq-rows .entry-task", has_text=CRAFTED)).to_have_count(3)  # the others stay
+    expect(page.locator("#dlq-rows .entry-task", has_text=CRAFTED)).to_have_count(4)  # the others stay
     ctx.close()
 
 

@@ -297,3 +297,51 @@ def test_unreachable_redis_is_one_clear_line(run: Run, monkeypatch: pytest.Monke
     assert err.startswith("stalwart: cannot reach Redis at")
     assert "secret" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("crafted", ["x:reason", "reason:x", "added", "evicted:age", "sources"])
+def test_every_command_is_right_for_any_entry_id(dlq: DeadLetterQueue, run: Run, r: redis.Redis,
+                                                 crafted: str) -> None:
+    """Issue 10 point 4: ls, export, purge and replay --all with ids shaped like other fields."""
+    for entry_id in ("x", crafted):
+        dlq.add(make_entry(entry_id, reason="poison", task_id=f"tid-{entry_id}"))
+    code, out, _ = run("dlq", "ls", "--json")
+    assert code == 0
+    assert sorted(e["id"] for e in json.loads(out)) == sorted({"x", crafted})
+    code, out, _ = run("dlq", "export")
+    assert sorted(json.loads(line)["id"] for line in out.splitlines()) == sorted({"x", crafted})
+    code, out, _ = run("dlq", "purge", f"{crafted}:reason")  # no such entry: nothing hidden is deleted
+    assert (code, out) == (1, "purged 0 entries\n")
+    code, out, _ = run("dlq", "purge", crafted)
+    assert (code, out) == (0, "purged 1 entry\n")
+    assert dlq.stats()["by_reason"] == {"poison": 1}
+    code, out, _ = run("dlq", "replay", "--all", "--json")
+    assert code == 0
+    assert json.loads(out)["replayed_ids"] == ["x"]
+    assert dlq.stats() | {"added": 0} == {"total": 0, "by_reason": {}, "evicted": 0, "evicted_by": {},
+                                          "added": 0, "replayed": 1, "purged": 1}
+
+
+def test_message_content_never_reaches_the_terminal_raw(dlq: DeadLetterQueue, run: Run) -> None:
+    nasty = "\x1b[31mred\x1b[0m \x1b]8;;http://evil.example\x07link\x1b]8;;\x07 \u202eesrever\r"
+    dlq.add(make_entry("e1", exc_message=nasty, args=[nasty], traceback=f"Traceback\n{nasty}",
+                       attempts=[{"attempt": 1, "exc_type": "X", "exc_message": nasty}]))
+    for argv in (("dlq", "ls"), ("dlq", "show", "e1"), ("dlq", "ls", "--json"), ("dlq", "show", "e1", "--json"),
+                 ("dlq", "export")):
+        code, out, _ = run(*argv)
+        assert code == 0
+        assert not any(c in out for c in "\x1b\x07\r\u202e"), argv
+    code, out, _ = run("dlq", "show", "e1")
+    assert "\\x1b[31mred" in out
+    assert "\\u202eesrever" in out
+
+
+def test_search_and_cause_filters(dlq: DeadLetterQueue, run: Run) -> None:
+    dlq.add(make_entry("e1", exc_message="order 17: card declined"))
+    dlq.add(make_entry("e2", exc_message="order 18: card declined"))
+    dlq.add(make_entry("e3", exc_message="timeout talking to ledger"))
+    code, out, _ = run("dlq", "ls", "--search", "LEDGER", "--json")
+    assert [e["id"] for e in json.loads(out)] == ["e3"]
+    [cause] = [c for c in dlq.causes()[0] if c["count"] == 2]
+    code, out, _ = run("dlq", "purge", "--cause", cause["id"])
+    assert (code, out) == (0, "purged 2 entries\n")

@@ -1,9 +1,11 @@
 """``stalwart dlq``: list, show, replay, purge, count and export dead-letter entries.
 
 Every command prints a readable table by default and JSON with ``--json``; ``export`` always
-writes JSON lines. Times for ``--since``/``--until`` are ISO-8601 (naive means UTC) or
-relative to now (``90s``, ``15m``, ``2h``, ``1d``, ``1w``). ``replay`` and ``purge`` act only on
-what they are told: entry ids, a filter, or ``--all`` — never on everything by default.
+writes JSON lines. Message content never reaches the terminal raw: control characters (ANSI
+and OSC escapes) are shown as ``\\xNN`` text in tables, and escaped by JSON elsewhere. Times
+for ``--since``/``--until`` are ISO-8601 (naive means UTC) or relative to now (``90s``, ``15m``,
+``2h``, ``1d``, ``1w``). ``replay`` and ``purge`` act only on what they are told: entry ids, a
+filter, or ``--all`` — never on everything by default.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import IO, Any
 
 from stalwart.app import Stalwart, create_app
 from stalwart.dlq import times
+from stalwart.dlq.display import show, visible
 from stalwart.dlq.entry import REASONS, DeadLetter, Filter
 from stalwart.dlq.queue import DeadLetterQueue
 from stalwart.dlq.replay import Replayer
@@ -24,7 +27,7 @@ from stalwart.errors import DLQError, EntryNotFound
 from .output import format_ms, print_fields, print_json, print_table
 
 LS_COLUMNS = ("id", "dead_at", "reason", "task", "task_id", "queue", "attempts", "error")
-_FILTER_FIELDS = ("queue", "task", "reason", "since", "until")
+_FILTER_FIELDS = ("queue", "task", "reason", "since", "until", "cause", "search")
 
 
 # -- argument types ---------------------------------------------------------------------------
@@ -70,6 +73,9 @@ def _filters() -> argparse.ArgumentParser:
                        help="dead at or after TIME (ISO-8601, or relative: 15m, 2h, 1d)")
     group.add_argument("--until", type=parse_time, metavar="TIME",
                        help="dead at or before TIME (ISO-8601, or relative: 15m, 2h, 1d)")
+    group.add_argument("--cause", metavar="ID", help="only entries of this cause (the console's by-cause ids)")
+    group.add_argument("--search", metavar="TEXT",
+                       help="only entries whose ids, task, error or arguments contain TEXT (any case)")
     return parent
 
 
@@ -116,8 +122,8 @@ def _dlq() -> DeadLetterQueue:
 
 
 def build_filter(args: argparse.Namespace) -> Filter:
-    return Filter(queue=args.queue, task=args.task, reason=args.reason,
-                  since_ms=args.since, until_ms=args.until)
+    return Filter(queue=args.queue, task=args.task, reason=args.reason, since_ms=args.since,
+                  until_ms=args.until, cause=args.cause, search=args.search)
 
 
 def has_filter(args: argparse.Namespace) -> bool:
@@ -130,7 +136,7 @@ def selection(args: argparse.Namespace, verb: str) -> str:
                                     ("all", args.all)) if on]
     if not chosen:
         raise DLQError(f"dlq {verb}: say which entries: entry ids, a filter "
-                       f"(--queue/--task/--reason/--since/--until) or --all")
+                       f"(--queue/--task/--reason/--since/--until/--cause/--search) or --all")
     if len(chosen) > 1:
         raise DLQError(f"dlq {verb}: give only one of entry ids, a filter or --all (got {' and '.join(chosen)})")
     return chosen[0]
@@ -154,7 +160,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if args.json:
         print_json([asdict(e) for e in entries])
         return 0
-    print_table([row(e) for e in entries], LS_COLUMNS, empty="(no dead-letter entries match)")
+    print_table([show(row(e)) for e in entries], LS_COLUMNS, empty="(no dead-letter entries match)")
     if len(entries) == args.limit:
         print(f"(more may follow: --offset {args.offset + args.limit})", file=sys.stderr)
     return 0
@@ -169,7 +175,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print_json(asdict(entry))
         return 0
     meta = entry.headers.get("stalwart", entry.headers) if entry.headers else {}
-    print_fields({
+    print_fields(show({
         "id": entry.id, "reason": entry.reason, "replayable": entry.replayable,
         "task": entry.task, "task_id": entry.task_id, "queue": entry.queue,
         "idempotency_key": meta.get("key") if isinstance(meta, dict) else None,
@@ -177,15 +183,15 @@ def cmd_show(args: argparse.Namespace) -> int:
         "first_seen": format_ms(entry.first_seen), "dead_at": format_ms(entry.dead_at),
         "hostname": entry.hostname, "error": f"{entry.exc_type}: {entry.exc_message}",
         "args": entry.args, "kwargs": entry.kwargs,
-    })
+    }))
     print(f"\nattempts ({len(entry.attempts)}):")
     for a in entry.attempts:
-        print(f"  #{a.get('attempt', '?')} {format_ms(a.get('at'))} on {a.get('host', '-')} "
-              f"after {a.get('duration', '-')}s: {a.get('exc_type', '-')}: {a.get('exc_message', '')}")
+        print(visible(f"  #{a.get('attempt', '?')} {format_ms(a.get('at'))} on {a.get('host', '-')} "
+                      f"after {a.get('duration', '-')}s: {a.get('exc_type', '-')}: {a.get('exc_message', '')}"))
     if entry.traceback:
-        print("\ntraceback:\n" + entry.traceback.rstrip())
+        print("\ntraceback:\n" + visible(entry.traceback.rstrip()))
     if entry.raw:
-        print("\nraw message:\n" + entry.raw)
+        print("\nraw message:\n" + visible(entry.raw))
     return 0
 
 
@@ -203,7 +209,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
               + (f": {', '.join(report.replayed)}" if 0 < len(report.replayed) <= 20 else ""))
         if report.skipped:
             print(f"skipped {len(report.skipped)}:")
-            print_table([{"id": i, "why": w} for i, w in report.skipped.items()], ("id", "why"), max_width=100)
+            skipped = [show({"id": i, "why": w}) for i, w in report.skipped.items()]
+            print_table(skipped, ("id", "why"), max_width=100)
     return 1 if report.skipped else 0
 
 

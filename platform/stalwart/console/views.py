@@ -10,41 +10,17 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
+from stalwart.dlq.display import show, visible
 from stalwart.dlq.entry import DeadLetter, unreplayable_reason
 from stalwart.dlq.queue import key_of
 from stalwart.dlq.replay import entry_meta
 from stalwart.ops.scrub import FILTERED, is_secret, scrub, secret_values
 
-_INVISIBLE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"
-)
+__all__ = ["detail", "iso", "row", "scrubbed_call", "show", "show_map", "show_rows", "visible"]
 ROW_ERROR_CHARS = 300
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group(0))
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def visible(text: str) -> str:
-    """``text`` with every control or invisible formatting character shown as ``\\xNN``/``\\uNNNN``."""
-    return _INVISIBLE.sub(_escape, text)
-
-
-def show(value: Any) -> Any:
-    """A JSON-like value with :func:`visible` applied to every string in it, keys included."""
-    if isinstance(value, str):
-        return visible(value)
-    if isinstance(value, Mapping):
-        return {visible(str(k)): show(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [show(v) for v in value]
-    return value
-
 
 def show_map(value: Mapping[str, Any]) -> dict[str, Any]:
     """:func:`show` of a mapping, typed."""
