@@ -104,7 +104,8 @@ def test_a_bulk_replay_runs_in_the_background_with_progress_and_is_audited(
                                for i in range(300)])
     broker = redis.Redis.from_url(env["STALWART_REDIS_URL"])
     before = broker.llen("celery")
-    status, started = ops.post("/api/stalwart/dead-letters/dry-run", {"action": "replay", "filter": {"task": "api.bulk"}})
+    selection = {"action": "replay", "filter": {"task": "api.bulk"}}
+    status, started = ops.post("/api/stalwart/dead-letters/dry-run", selection)
     assert status == 202
     plan = wait_until(lambda: (j := ops.get(f"/api/stalwart/jobs/{started['job']['id']}")[1])["state"] != "running"
                       and j, 30, 0.1)
@@ -145,7 +146,8 @@ def test_breakers_limits_switches_and_queues(app: Stalwart, ops: Client) -> None
     status, applied = ops.post("/api/stalwart/switches", {"pattern": pattern, "state": "paused"})
     assert status == 200
     assert "tests.integration.jobs_console.pay" in applied["matches"]
-    assert [s["state"] for s in ops.get("/api/stalwart/switches")[1]["switches"] if s["pattern"] == pattern] == ["paused"]
+    switches = ops.get("/api/stalwart/switches")[1]["switches"]
+    assert [s["state"] for s in switches if s["pattern"] == pattern] == ["paused"]
     assert ops.post("/api/stalwart/switches", {"pattern": pattern, "state": "asleep"})[0] == 400
     assert ops.post("/api/stalwart/switches", {"pattern": pattern, "state": "resume"})[1]["resumed"] is True
 
