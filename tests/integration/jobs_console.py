@@ -44,3 +44,13 @@ def then_record(result: Any, key: str) -> str:
 def pay(order_id: int) -> None:
     """A call to a payment provider that is down: the breaker counts the failures."""
     raise ConnectionError(f"payment provider down for order {order_id}")
+
+
+@shared_task(bind=True)
+def fixable_tenant(self: Any, order_id: int) -> str:
+    """Records the ``tenant`` header it was sent with, then dies until ``fixed:<order_id>`` is set."""
+    r = _redis()
+    r.set(f"tenant:{order_id}", str(getattr(self.request, "tenant", None)))
+    if not r.exists(f"fixed:{order_id}"):
+        raise Permanent(f"order {order_id} failed: the payment provider is down")
+    return f"paid {order_id}"

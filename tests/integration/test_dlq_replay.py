@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import pickle
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
+from celery import chain
 
 from stalwart.app import Stalwart
 from stalwart.dlq.entry import DeadLetter, Filter
@@ -86,7 +90,7 @@ def test_fixed_job_replayed_completes_keeps_its_key_and_leaves_the_dlq(
     make_worker(env=WITH_DLQ_JOBS)
     task_id = app.send_task(CHARGE, ["42"], idempotency_key="order-42").id
     entry = wait_dead(app, task_id)
-    assert entry.headers["key"] == "order-42"
+    assert entry.headers["key"] == f"{CHARGE}:order-42"  # an explicit key is scoped by its task
     assert count(r, "attempts:order-42") == 2
 
     r.set("fixed:order-42", 1)
@@ -95,7 +99,7 @@ def test_fixed_job_replayed_completes_keeps_its_key_and_leaves_the_dlq(
     assert json.loads(done.stdout)["replayed_ids"] == [entry.id]
 
     wait_until(lambda: count(r, "effect:order-42") == 1, timeout=30, message="replay never ran")
-    job = Keys().job("k:order-42")
+    job = Keys().job(f"k:{CHARGE}:order-42")
     wait_until(lambda: r.hget(job, "state") == b"done", timeout=10)
     assert app.stalwart.dlq.stats()["total"] == 0
 
@@ -149,3 +153,53 @@ def test_operator_workflow_filters_replay_purge_stats_export(
     assert final["replayed"] == 3
     assert final["purged"] == 1
     assert list(app.stalwart.dlq.iter(Filter())) == []
+
+
+WITH_CONSOLE_JOBS = {"STALWART_TASK_MODULES": "tests.integration.jobs,tests.integration.jobs_console"}
+TENANT = "tests.integration.jobs_console.fixable_tenant"
+THEN_RECORD = "tests.integration.jobs_console.then_record"
+
+
+def test_replay_resends_the_chain_and_custom_headers_as_they_were(
+    app: Stalwart, r: redis.Redis, redis_url: str, make_worker: Callable[..., WorkerProcess]
+) -> None:
+    """Issue 10 point 5: the replayed step runs with its header, and the chain's next step runs."""
+    make_worker(env=WITH_CONSOLE_JOBS)
+    flow = chain(app.signature(TENANT, (301,)), app.signature(THEN_RECORD, ("chain-301",)))
+    first = flow.apply_async(headers={"tenant": "acme"})
+    entry = wait_dead(app, first.parent.id if first.parent is not None else first.id)
+    assert entry.options is not None
+    assert entry.options["headers"] == {"tenant": "acme"}
+    assert [step["task"] for step in entry.options["chain"]] == [THEN_RECORD]
+    assert r.get("chained:chain-301") is None
+
+    r.delete("tenant:301")
+    r.set("fixed:301", 1)
+    done = cli(redis_url, "dlq", "replay", entry.id)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_until(lambda: r.get("chained:chain-301") == b"paid 301", timeout=30, message="the chain's next step never ran")
+    assert r.get("tenant:301") == b"acme"
+
+
+def test_a_pickled_message_for_an_unregistered_task_is_never_replayed_without_its_arguments(
+    app: Stalwart, r: redis.Redis, redis_url: str, make_worker: Callable[..., WorkerProcess]
+) -> None:
+    """Issue 10 point 5: the body never decoded, so there is nothing faithful to resend."""
+    task_id = str(uuid.uuid4())
+    body = base64.b64encode(pickle.dumps(((1, 2), {}, {}))).decode()
+    r.lpush("celery", json.dumps({
+        "body": body, "content-encoding": "binary", "content-type": "application/x-python-serialize",
+        "headers": {"lang": "py", "task": "billing.refund", "id": task_id, "root_id": task_id, "retries": 0,
+                    "timelimit": [None, None]},
+        "properties": {"correlation_id": task_id, "body_encoding": "base64", "delivery_tag": str(uuid.uuid4()),
+                       "delivery_info": {"exchange": "", "routing_key": "celery"}, "priority": 0},
+    }))
+    make_worker()
+    entry = wait_dead(app, task_id)
+    assert (entry.reason, entry.task, entry.args) == ("unregistered", "billing.refund", [])
+    assert entry.raw is not None
+    refused = cli(redis_url, "dlq", "replay", entry.id)
+    assert refused.returncode == 1
+    assert "never decoded into arguments" in refused.stdout
+    assert r.llen("celery") == 0  # nothing was published
+    assert app.stalwart.dlq.get(entry.id).id == entry.id

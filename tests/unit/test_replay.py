@@ -235,3 +235,23 @@ def test_replay_skips_with_reasons_and_a_dry_run_counts_them(sender: Stalwart, r
     assert "already done" in report.skipped["done"]
     assert len(published(r)) == 1
     assert sorted(e.id for e in dlq.iter(Filter())) == ["done", "pickled"]
+
+
+def test_revive_refuses_a_key_a_fresh_enqueue_took_over(r: redis.Redis) -> None:
+    jobs = JobStore(r, Keys())
+    r.hset(Keys().job("k:order-9"), mapping={"task": "fresh-task-id", "gen": 0})
+    assert jobs.revive("k:order-9", dead_gen=3, ttl_ms=60_000, task_id="dead-task-id") == ("taken", 0)
+    assert r.hgetall(Keys().job("k:order-9")) == {b"task": b"fresh-task-id", b"gen": b"0"}  # untouched
+    assert jobs.revive("k:order-9", dead_gen=3, ttl_ms=60_000, task_id="fresh-task-id") == ("ok", 4)
+    assert r.hget(Keys().job("k:order-9"), "task") == b"fresh-task-id"
+
+
+def test_a_dry_run_and_a_replay_both_see_a_taken_key(sender: Stalwart, r: redis.Redis) -> None:
+    dead = entry(id="taken", task_id="dead-task-id")
+    sender.stalwart.dlq.add(dead)
+    r.hset(Keys().job("k:order-7"), mapping={"task": "fresh-task-id", "state": "running", "lease": 0})
+    plan = Replayer(sender).plan(["taken"]).to_dict()
+    assert (plan["replay"], plan["skip"]) == (0, 1)
+    report = Replayer(sender).replay_ids(["taken"])
+    assert "same idempotency key" in report.skipped["taken"]
+    assert published(r) == []

@@ -41,6 +41,7 @@ STATE_BLOCKS = {
     "done": "already done since: replaying would run it twice",
     "waiting": "the job is waiting to run again (already replayed?)",
     "busy": "the job is running right now (already replayed?)",
+    "taken": "a newer job was enqueued with the same idempotency key since: it owns the key now",
 }
 
 
@@ -143,7 +144,7 @@ class Replayer:
         if why is not None:
             return why
         code, value = self.runtime.jobs.revive(job_key(entry), dead_gen=entry_meta(entry).gen,
-                                               ttl_ms=self.revive_ttl_ms)
+                                               ttl_ms=self.revive_ttl_ms, task_id=str(entry.task_id))
         if code != "ok":
             return STATE_BLOCKS.get(code, f"the job's state forbids it ({code})")
         self.publish(entry, gen=value)
@@ -165,6 +166,8 @@ class Replayer:
 
     def _state_blocks(self, entry: DeadLetter) -> str | None:
         job = self.runtime.jobs.read(job_key(entry))
+        if job.task is not None and job.task != entry.task_id:
+            return STATE_BLOCKS["taken"]
         if job.state in ("done", "waiting"):
             return STATE_BLOCKS[job.state]
         return STATE_BLOCKS["busy"] if job.lease_live else None

@@ -118,6 +118,7 @@ class JobState:
     state: str  # one of STATES, or NEW
     lease_ms: int
     now_ms: int
+    task: str | None = None  # the task id the key belongs to (``task`` field), when recorded
 
     @property
     def lease_live(self) -> bool:
@@ -174,10 +175,11 @@ class JobStore:
     def read(self, job: str) -> JobState:
         """The job's state and lease, with the Redis time they were read at."""
         with self.client.pipeline(transaction=False) as pipe:
-            pipe.hmget(self.keys.job(job), ["state", "lease"])
+            pipe.hmget(self.keys.job(job), ["state", "lease", "task"])
             pipe.time()
-            (state, lease), (sec, usec) = pipe.execute()
-        return JobState(text_or_none(state) or NEW, as_int(lease), int(sec) * 1000 + int(usec) // 1000)
+            (state, lease, task), (sec, usec) = pipe.execute()
+        return JobState(text_or_none(state) or NEW, as_int(lease), int(sec) * 1000 + int(usec) // 1000,
+                        text_or_none(task))
 
     @guarded
     def reset(self, job: str) -> None:
@@ -185,11 +187,12 @@ class JobStore:
         self.client.delete(self.keys.job(job))
 
     @guarded
-    def revive(self, job: str, *, dead_gen: int, ttl_ms: int) -> tuple[str, int]:
+    def revive(self, job: str, *, dead_gen: int, ttl_ms: int, task_id: str = "") -> tuple[str, int]:
         """Replay: ``("ok", new generation)`` after forgetting the claim and raising the generation
         above every copy of the job (stale copies are then dropped), or why not: ``("done", 0)``,
-        ``("waiting", 0)``, ``("busy", lease ms left)``."""
-        code, value = script("job_revive")(self.client, [self.keys.job(job)], [dead_gen, ttl_ms])
+        ``("waiting", 0)``, ``("taken", 0)`` (a fresh enqueue owns the key now), ``("busy", lease
+        ms left)``."""
+        code, value = script("job_revive")(self.client, [self.keys.job(job)], [dead_gen, ttl_ms, task_id])
         return text(code), int(value)
 
     @guarded
