@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point that needs only Python 3.10+ and bash (no make, Docker or system Redis).
 #   ./dev.sh run    set up .venv, then `stalwart dev` (embedded Redis, worker, Flower, demo)
-#   ./dev.sh test   set up .venv, then ruff, mypy (strict on platform/) and pytest
+#   ./dev.sh test   set up .venv and the browser (Debian's chromium), then ruff, mypy and pytest
 #   ./dev.sh lint   ruff and mypy only
 #   ./dev.sh bench  bench/throughput.py (plain Celery vs the Stalwart envelope)
 # Setup is idempotent and quiet: the venv is created once, and `pip install -e '.[dev]'` reruns
@@ -44,6 +44,30 @@ setup() {
   fi
 }
 
+ensure_browser() {
+  # The console's browser tests drive Debian's Chromium (never a browser downloaded from elsewhere).
+  # Installed here when missing and possible (root with apt-get, as CI is); under CI=true a
+  # missing browser fails the run, so the browser tests never skip there.
+  local browser=/usr/bin/chromium
+  if [ -x "$browser" ]; then
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null 2>&1; then
+    echo "dev.sh: installing Debian's chromium for the console's browser tests" >&2
+    if apt-get update -q > "$VENV/apt.log" 2>&1 &&
+       DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >> "$VENV/apt.log" 2>&1 &&
+       [ -x "$browser" ]; then
+      return 0
+    fi
+    echo "dev.sh: installing chromium failed (log: $VENV/apt.log)" >&2
+  fi
+  if [ "${CI:-}" = "true" ]; then
+    echo "dev.sh: CI=true and no browser at $browser: the console's browser tests must run" >&2
+    exit 2
+  fi
+  echo "dev.sh: no browser at $browser (needs root and apt-get to install it); the browser tests will skip" >&2
+}
+
 lint() {
   local rc=0
   "$VENV/bin/ruff" check . || rc=1
@@ -71,7 +95,7 @@ command=${1:-}
 shift || true
 case "$command" in
   run)   setup; exec "$VENV/bin/stalwart" dev "$@" ;;
-  test)  setup; run_tests "$@" ;;
+  test)  setup; ensure_browser; run_tests "$@" ;;
   lint)  setup; lint ;;
   bench) setup; exec "$VENV/bin/python" bench/throughput.py "$@" ;;
   *)     echo "usage: ./dev.sh run|test|lint|bench [args...]" >&2; exit 2 ;;

@@ -140,6 +140,10 @@ def test_dev_runs_the_demo_and_stops_everything_on_ctrl_c(
     assert _get(flower) == 401
     assert _get(flower, "stalwart:wrong") == 401
     assert _get(flower, f"stalwart:{password.group(1)}") == 200
+    console = f"http://127.0.0.1:{port}/api/stalwart/dead-letters"  # Stalwart's console, inside Flower
+    assert _get(console) == 401
+    assert _get(console, f"stalwart:{password.group(1)}") == 200
+    assert f"http://127.0.0.1:{port}/stalwart/dead-letters" in out.text
     client.close()
 
     children = _descendants(proc.pid)

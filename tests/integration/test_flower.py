@@ -1,4 +1,5 @@
-"""Real Flower, behind basic auth from the environment, watching a real worker's jobs."""
+"""Real Flower (``stalwart flower``: Flower's own app with the console added), behind basic auth
+from the environment, watching a real worker's jobs."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ CREDENTIALS = "ops:flower-test-secret"  # a throwaway for this test; deployments
 
 
 class Flower:
-    """``celery -A workers.app flower`` as a child process on a free loopback port."""
+    """``stalwart flower -A workers.app`` as a child process on a free loopback port."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.port = free_port()
@@ -33,10 +34,16 @@ class Flower:
                     "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "workers.app", "flower", f"--port={self.port}",
+                [sys.executable, "-m", "stalwart.cli.main", "flower", "-A", "workers.app", f"--port={self.port}",
                  "--address=127.0.0.1", "--persistent=False"],
                 env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
+
+    def page(self, path: str) -> str:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}")
+        request.add_header("Authorization", "Basic " + base64.b64encode(CREDENTIALS.encode()).decode())
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return str(resp.read().decode())
 
     def get(self, path: str, auth: str | None = CREDENTIALS) -> tuple[int, Any]:
         request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}")
@@ -97,3 +104,6 @@ def test_flower_shows_succeeded_retried_and_failed_jobs_behind_basic_auth(
     assert seen[failed]["retried"] is not None
     assert "never works" in seen[failed]["exception"]
     assert seen[ok]["result"] == "'flower-ok'"
+    tasks_page = flower.page("/tasks")  # Flower's own page, with the console in its navigation
+    assert 'href="/stalwart/dead-letters"' in tasks_page
+    assert 'href="/stalwart/breakers"' in tasks_page

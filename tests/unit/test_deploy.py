@@ -21,6 +21,7 @@ import jsonschema
 import pytest
 import yaml
 
+from stalwart.cli.main import build_parser
 from stalwart.testing import REPO_ROOT
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
@@ -73,21 +74,29 @@ def test_the_worker_scales_and_runs_the_real_app_with_its_ops_port(compose: dict
     assert "/healthz" in " ".join(worker["healthcheck"]["test"])
 
 
-def test_commands_name_modules_and_celery_subcommands_that_exist(compose: dict[str, Any]) -> None:
-    celery_commands = {ep.name for ep in importlib.metadata.entry_points(group="celery.commands")}
+def test_commands_name_modules_and_subcommands_that_exist(compose: dict[str, Any]) -> None:
+    scripts = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="console_scripts")}
+    assert scripts.get("stalwart") == "stalwart.cli.main:main"
     for name in ("worker", "flower"):
         cmd = command(services(compose)[name])
         app_module = cmd[cmd.index("-A") + 1]
         module = importlib.import_module(app_module)
         assert hasattr(module, "app"), f"{app_module} has no Celery app"
-        assert cmd[3] == "worker" or cmd[3] in celery_commands, f"celery {cmd[3]} is not installed"
+    assert command(services(compose)["worker"])[:4] == ["celery", "-A", "workers.app", "worker"]
+    flower = command(services(compose)["flower"])
+    assert flower[:2] == ["stalwart", "flower"]
+    parsed = build_parser().parse_known_args(flower[1:])[0]
+    assert parsed.func.__module__ == "stalwart.cli.flower"
 
 
-def test_flower_takes_basic_auth_from_the_environment(compose: dict[str, Any]) -> None:
+def test_flower_is_stalwarts_console_with_basic_auth_from_the_environment(compose: dict[str, Any]) -> None:
     flower = services(compose)["flower"]
-    assert command(flower)[3] == "flower"
+    assert command(flower)[:2] == ["stalwart", "flower"]
     assert REFERENCE.match(flower["environment"]["FLOWER_BASIC_AUTH"])
     assert not any("basic-auth" in c or "basic_auth" in c for c in command(flower))
+    env = flower["environment"]
+    assert REFERENCE.match(env["STALWART_CONSOLE_READONLY"])
+    assert REFERENCE.match(env["STALWART_CONSOLE_READONLY_AUTH"])
 
 
 def test_prometheus_finds_every_worker_through_dns(compose: dict[str, Any]) -> None:

@@ -170,7 +170,7 @@ class DevStack:
         self.flower_auth, self.flower_generated = flower_auth(self.env)
         log = (self.data_dir / "logs" / "flower.log").open("wb")
         self.flower = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.app", "flower",
+            [sys.executable, "-m", "stalwart.cli.main", "flower", "-A", "workers.app",
              "--address=127.0.0.1", f"--port={port}"],
             env=_child_env(self.redis_url, {"FLOWER_BASIC_AUTH": self.flower_auth}),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -280,6 +280,7 @@ def banner(stack: DevStack) -> list[str]:
     if stack.flower is not None:
         user, _, password = stack.flower_auth.split(",")[0].partition(":")
         lines.append(f"  Flower:  http://127.0.0.1:{stack.options.flower_port}/  (user {user})")
+        lines.append(f"  Console: http://127.0.0.1:{stack.options.flower_port}/stalwart/dead-letters  (in Flower)")
         if stack.flower_generated:
             lines.append(f"           password for this session: {password}")
         else:
