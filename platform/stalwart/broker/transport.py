@@ -1,223 +1,351 @@
-"""kombu's Redis transport with two changes: delayed publishing and a malformed-message guard.
+"""kombu's Redis transport, made loss-free, total and clock-safe for Stalwart.
 
-* A message published with the ``stalwart_delay_ms`` header goes to its queue's delayed set
-  (a sorted set on the broker Redis, scored by due time on the Redis clock) instead of the
-  queue list. Movers in every worker push it to the list when due (:mod:`stalwart.delayed`).
-  Nothing waits unacked in a worker, so the visibility timeout can be short.
-* A list item that is not a kombu JSON envelope would raise in kombu's reader and kill the
-  worker. Instead it is wrapped in a valid envelope with the content type
-  ``application/x-stalwart-malformed``, so the consumer dead-letters it like any bad message.
+* **Fetch.** One Lua script (``fetch``) takes the next message of all the lists a channel consumes
+  (queues times priority steps: higher priority first, queues in kombu's round-robin rotation) and
+  records it unacked in the same step, so a worker killed mid-fetch loses nothing. An idle channel
+  waits with ``BLMOVE`` on one list, which takes nothing, and fetches again when it wakes or times
+  out. There is no BRPOP.
+* **Decode boundary.** What the script hands over goes through :mod:`stalwart.broker.decode`
+  before kombu and Celery see it: delivered, normalised (plain Celery producers), quarantined to
+  the DLQ with its raw bytes, or scheduled. The script itself quarantines what it cannot record,
+  and counts fetches: a message fetched more than ``stalwart_max_fetches`` times without being
+  acknowledged is quarantined as ``poison`` (the crash-loop guard).
+* **Stale waits.** A command without a reply past its timeout plus ``stalwart_wait_grace`` (a
+  half-open connection) has its socket shut, which kombu and Celery see as a lost connection.
+* **One clock.** Unacked index, restore and visibility re-stamps use the Redis clock
+  (:mod:`stalwart.broker.restore`); a producer's ``sent`` and ``deadline`` are moved onto it.
+* **Delayed publishing.** A message with the ``stalwart_delay_ms`` header goes to its list's delayed
+  set. The caller's message is never changed, so kombu's retry of a publish keeps the delay.
+* **global_keyprefix** is part of every key name Stalwart passes (:func:`broker_store.unprefixed`).
 """
 
 from __future__ import annotations
 
-import base64
 import json
+import logging
+import select
+import socket
+import time
 import uuid
+from dataclasses import dataclass
 from queue import Empty
 from typing import Any
+from weakref import WeakSet
 
 from kombu.transport import redis as kombu_redis
-from kombu.transport import virtual
-from kombu.utils.encoding import bytes_to_str
+from redis.exceptions import NoScriptError
 
-from stalwart.job.header import DELAY_HEADER
+from stalwart.broker import decode
+from stalwart.broker.restore import RestoringChannel, RestoringQoS
+from stalwart.job.header import DELAY_HEADER, HEADER
 from stalwart.store import broker as broker_store
-from stalwart.store.delayed import DelayedStore
+from stalwart.store import delayed as delayed_store
+from stalwart.store.broker import BrokerKeys, FetchLimits, Quarantined
 from stalwart.store.keys import Keys
 from stalwart.store.switches import PARK_HEADER, ParkedStore
 
-MALFORMED_CONTENT_TYPE = "application/x-stalwart-malformed"
-MALFORMED_HEADER = "stalwart_malformed"
-_ENVELOPE_FIELDS = ("body", "properties", "headers", "content-type")
+log = logging.getLogger("stalwart.broker.transport")
+FETCH, WAIT = "fetch", "wait"
+QUARANTINE_TAG = "stalwart-quarantine:"
+CLOCK_REFRESH_SECONDS = 30.0
 
 
-def decode_envelope(item: bytes | str, queue: str) -> dict[str, Any]:
-    """The kombu envelope in ``item``, or a quarantine envelope that carries it as raw bytes."""
-    raw = item if isinstance(item, bytes) else item.encode("utf-8", "surrogateescape")
-    message: object = None
-    try:
-        message = json.loads(bytes_to_str(raw))
-        problem = _envelope_problem(message)
-    except (ValueError, UnicodeDecodeError) as exc:
-        problem = f"not a JSON envelope: {exc}"
-    if problem is None and isinstance(message, dict):
-        return message
-    problem = problem or "envelope is not an object"
-    return quarantine(raw, queue, problem, _original_tag(message))
+@dataclass(frozen=True)
+class ChannelConfig:
+    """What a channel reads once from its transport options."""
+
+    keys: BrokerKeys
+    limits: FetchLimits
+    stalwart_keys: Keys
+    wait_grace: float
+
+    @classmethod
+    def of(cls, channel: Any) -> ChannelConfig:
+        options = channel.connection.client.transport_options or {}
+        prefix = str(options.get("stalwart_prefix", "stalwart"))
+        keys = BrokerKeys.build(prefix=prefix, global_prefix=channel.global_keyprefix,
+                                unacked=channel.unacked_key, index=channel.unacked_index_key)
+        limits = FetchLimits(max_fetches=int(options.get("stalwart_max_fetches", 3)),
+                             max_item_bytes=decode.MAX_ITEM_BYTES,
+                             visibility_ms=int(float(channel.visibility_timeout) * 1000),
+                             max_depth=decode.MAX_DEPTH)
+        return cls(keys, limits, Keys(prefix), float(options.get("stalwart_wait_grace", 5.0)))
 
 
-def _original_tag(message: object) -> str | None:
-    props = message.get("properties") if isinstance(message, dict) else None
-    tag = props.get("delivery_tag") if isinstance(props, dict) else None
-    return tag if isinstance(tag, str) else None
+def _readable(sock: socket.socket) -> bool:
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
-def quarantine(raw: bytes, queue: str, problem: str, tag: str | None) -> dict[str, Any]:
-    """A valid envelope carrying ``raw``; it keeps the original delivery tag when there was one,
-    so acknowledging it also clears the unacked record fetch.lua wrote under that tag."""
-    return {
-        "body": base64.b64encode(raw).decode(),
-        "content-encoding": "binary",
-        "content-type": MALFORMED_CONTENT_TYPE,
-        "headers": {MALFORMED_HEADER: problem[:500]},
-        "properties": {
-            "body_encoding": "base64",
-            "delivery_tag": tag or uuid.uuid4().hex,
-            "delivery_info": {"exchange": "", "routing_key": queue},
-            "priority": 0,
-        },
-    }
+class QoS(RestoringQoS):
+    """kombu's Redis ack emulation on Stalwart's scripts (see :mod:`stalwart.broker.restore`)."""
 
 
-def _envelope_problem(message: object) -> str | None:
-    if not isinstance(message, dict):
-        return f"envelope is a JSON {type(message).__name__}, not an object"
-    missing = [f for f in _ENVELOPE_FIELDS if f not in message]
-    if missing:
-        return f"envelope lacks {', '.join(missing)}"
-    props = message["properties"]
-    if not isinstance(props, dict) or "delivery_tag" not in props:
-        return "envelope properties lack a delivery_tag"
-    if message["headers"] is not None and not isinstance(message["headers"], dict):
-        return "envelope headers are not an object"
-    return None
-
-
-class QoS(kombu_redis.QoS):
-    """kombu's Redis ack emulation, minus the unacked write fetch.lua already made atomically."""
-
-    def append(self, message: Any, delivery_tag: str) -> None:
-        recorded: set[str] = getattr(self.channel, "_stalwart_recorded", set())
-        if delivery_tag in recorded:
-            recorded.discard(delivery_tag)
-            virtual.QoS.append(self, message, delivery_tag)  # in-memory bookkeeping only
-            return
-        super().append(message, delivery_tag)
-
-
-class Channel(kombu_redis.Channel):
-    """A kombu Redis channel with delayed publishing and the malformed-message guard."""
+class Channel(RestoringChannel):
+    """A kombu Redis channel that fetches with one script and waits with BLMOVE."""
 
     QoS = QoS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # Delivery tags whose unacked record fetch.lua wrote; QoS.append skips its own write.
+        # Delivery tags whose unacked record the fetch script wrote (QoS.append skips its own
+        # write), and quarantine tags → their stream entry.
         self._stalwart_recorded: set[str] = set()
+        self._stalwart_quarantined: dict[str, str] = {}
+        self._stalwart_phase = FETCH
+        self._stalwart_sent_at: float | None = None
+        self._stalwart_paused_until = 0.0
+        self._stalwart_sent_lists: dict[str, str] = {}
         super().__init__(*args, **kwargs)
+        self.stalwart = ChannelConfig.of(self)
+        registry = getattr(self.connection, "stalwart_channels", None)
+        if registry is not None:
+            registry.add(self)
 
-    _stalwart_wait: str | None = None  # the one list being waited on with BLMOVE, if any
+    # -- consuming ---------------------------------------------------------------------------
 
-    @property
-    def _stalwart_keys(self) -> Keys:
-        options = getattr(self.connection.client, "transport_options", None) or {}
-        return Keys(str(options.get("stalwart_prefix", "stalwart")))
-
-    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
-        headers = message.get("headers") or {}
-        if headers.get(PARK_HEADER):  # a paused task's job: parked until resumed (stalwart.store.switches)
-            with self.conn_or_acquire() as client:
-                list_key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
-                ParkedStore(client, self._stalwart_keys).park(list_key, message)
-            return
-        delay = headers.pop(DELAY_HEADER, None)
-        if not delay or int(delay) <= 0:
-            super()._put(queue, message, **kwargs)
-            return
-        batch = kwargs.pop("_publish_batch", None)
-        list_key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
-        payload = json.dumps(message)
-        with self.conn_or_acquire() as client:
-            delayed = DelayedStore(client, self._stalwart_keys)
-            if batch is not None:  # a bulk enqueue: schedule in the producer's pipeline
-                if not getattr(batch, "stalwart_scripts_loaded", False):
-                    delayed.ensure_loaded()
-                    batch.stalwart_scripts_loaded = True
-                batch.add(*delayed.schedule_command(list_key, delay_ms=int(delay), payload=payload))
-                return
-            delayed.schedule(list_key, delay_ms=int(delay), payload=payload)
+    def stalwart_lists(self, queues: list[str]) -> list[tuple[str, str]]:
+        """(full list key, queue) to fetch from, in order: priority step first, then the queues."""
+        prefix = self.global_keyprefix
+        return [(prefix + self._q_for_pri(queue, pri), queue) for pri in self.priority_steps for queue in queues]
 
     def _brpop_start(self, timeout: float | None = None) -> None:
-        """Wait for a message without taking it (BLMOVE a list onto itself) when consuming one list.
-
-        The message is then taken by :meth:`_fetch` atomically with its unacked record, so a
-        worker killed in between loses nothing. Several lists (queues or priority steps) fall
-        back to kombu's BRPOP.
-        """
-        lists = [self._q_for_pri(q, pri) for pri in self.priority_steps for q in self.active_queues]
-        if len(lists) != 1:
-            self._stalwart_wait = None
-            super()._brpop_start(timeout)  # type: ignore[misc] # not in kombu's stubs
+        """Send the next fetch, or the BLMOVE wait when the last fetch found nothing."""
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues or time.monotonic() < self._stalwart_paused_until:
             return
-        self._stalwart_wait = lists[0]
-        self._in_poll = self.client.connection
-        timeout = self.brpop_timeout if timeout is None else timeout
-        self.client.connection.send_command("BLMOVE", lists[0], lists[0], "RIGHT", "RIGHT", timeout or 0)
-
-    def _fetch(self, list_key: str) -> tuple[bytes, bool] | None:
-        """Take the oldest message of ``list_key`` and record it unacked, in one script."""
-        try:
-            return broker_store.fetch(self.client, list_key, self.unacked_key, self.unacked_index_key)
-        except self.connection_errors:
-            self.client.connection.disconnect()
-            raise
+        lists = self.stalwart_lists(queues)
+        self.connection.stalwart_lists = tuple(name for name, _ in lists)
+        connection = self.client.connection
+        if self._stalwart_phase == WAIT:
+            wait = timeout if timeout else self.brpop_timeout
+            connection.send_command(*broker_store.wait_command(lists[0][0], wait or 1))
+        else:
+            connection.send_command(*broker_store.fetch_command(self.stalwart.keys, lists, self.stalwart.limits))
+        self._stalwart_sent_lists = dict(lists)
+        self._in_poll = connection
+        # kombu 5.7's own stale-connection check reads _brpop_sent_at; ours reads _stalwart_sent_at.
+        self._brpop_sent_at = self._stalwart_sent_at = time.monotonic()
 
     def _brpop_read(self, **options: Any) -> bool:
         try:
-            if self._stalwart_wait:
-                return self._wait_read(self._stalwart_wait, **options)
-            return self._pop_read(**options)
+            if self._stalwart_phase == WAIT:
+                self._response(broker_store.WAIT_COMMAND, **options)
+                self._stalwart_phase = FETCH  # woken (or timed out): fetch from every list
+                raise Empty()
+            return self._fetched(**options)
         finally:
             self._in_poll = None
-            flush = getattr(self, "_flush_brpop_reauth", None)
+            self._stalwart_sent_at = None
+            flush = getattr(self, "_flush_brpop_reauth", None)  # kombu 5.7: flush a pending re-auth
             if flush is not None:
                 flush()
 
     def _response(self, command: str, **options: Any) -> Any:
-        """The reply to the blocking command sent by _brpop_start; reconnect next time on errors."""
+        """The reply to the command sent by _brpop_start; on a connection error, reconnect next time."""
         try:
             return self.client.parse_response(self.client.connection, command, **options)
         except self.connection_errors:
             self.client.connection.disconnect()
             raise
 
-    def _pop_read(self, **options: Any) -> bool:
-        """kombu's BRPOP path (several lists), behind the malformed-message guard."""
-        dest__item = self._response("BRPOP", **options)
-        if not dest__item:
+    def _fetched(self, **options: Any) -> bool:
+        try:
+            reply = self._response("EVALSHA", **options)
+        except self.ResponseError as exc:
+            self._script_failed(exc)
+            raise Empty() from None
+        found = broker_store.parse_fetch(reply)
+        if found is None:
+            self._stalwart_phase = WAIT
             raise Empty()
-        dest, item = dest__item
-        dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
-        self._queue_cycle.rotate(dest)
-        self.connection._deliver(decode_envelope(item, dest), dest)
+        taken = self.stalwart_take(found, self.client)
+        if taken is None:
+            raise Empty()
+        message, queue = taken
+        if queue in self._queue_cycle.items:
+            self._queue_cycle.rotate(queue)
+        tag = message["properties"]["delivery_tag"]
+        self.connection._deliver(message, queue)  # kombu's virtual transport hands it to the consumer
+        self._settle_unacked_mode(tag)
         return True
 
-    def _wait_read(self, list_key: str, **options: Any) -> bool:
-        """The BLMOVE wait woke up: take the message and its unacked record in one script."""
-        found = self._fetch(list_key) if self._response("BLMOVE", **options) else None
-        if not found:
-            raise Empty()
-        item, recorded = found
-        dest = bytes_to_str(list_key).rsplit(self.sep, 1)[0]
-        message = decode_envelope(item, dest)
-        if recorded:
-            # fetch.lua already wrote kombu's unacked record: QoS.append must not write it again.
-            self._stalwart_recorded.add(message["properties"]["delivery_tag"])
-        self.connection._deliver(message, dest)
-        return True
+    def _settle_unacked_mode(self, tag: str) -> None:
+        """A consumer with ``no_ack`` never acknowledges: forget what the fetch recorded for it."""
+        if tag in self._stalwart_recorded:  # QoS.append (acknowledging consumers) removes it
+            self._stalwart_recorded.discard(tag)
+            self.stalwart_settle(tag)
+
+    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
+        message = super().basic_get(queue, no_ack=no_ack, **kwargs)
+        if message is not None and no_ack:
+            self._settle_unacked_mode(str(message.delivery_tag))
+        return message
+
+    def _script_failed(self, exc: Exception) -> None:
+        if isinstance(exc, NoScriptError):  # Redis restarted or flushed its scripts
+            broker_store.load_fetch(self.client)
+            return
+        log.error("the fetch script failed (%s: %s); trying again in 1s", type(exc).__name__, exc)
+        self._stalwart_paused_until = time.monotonic() + 1.0
+
+    def stalwart_queue(self, list_key: str) -> str:
+        """The queue a list belongs to."""
+        queue = self._stalwart_sent_lists.get(list_key)
+        if queue is not None:
+            return queue
+        name = list_key[len(self.global_keyprefix):] if list_key.startswith(self.global_keyprefix) else list_key
+        return name.rsplit(self.sep, 1)[0]
+
+    def stalwart_take(self, found: broker_store.Fetched, client: Any) -> tuple[dict[str, Any], str] | None:
+        """What to deliver for a fetched item, and to which queue; None when it was scheduled."""
+        self.connection.stalwart_last_take = time.monotonic()
+        queue = self.stalwart_queue(found.list_key)
+        if isinstance(found, Quarantined):
+            tag = QUARANTINE_TAG + uuid.uuid4().hex
+            self._stalwart_quarantined[tag] = found.entry_id
+            self._stalwart_recorded.add(tag)
+            message = decode.quarantine(found.item, queue, found.detail, tag, reason=found.reason,
+                                        source=found.source, context=decode.item_context(found.item))
+            return message, queue if queue in self.active_queues else next(iter(self.active_queues))
+        verdict = decode.inspect(found.item, tag=found.tag, queue=queue, now_ms=found.now_ms)
+        if verdict.due_ms is not None:
+            broker_store.reschedule(
+                client, self.stalwart.keys, delayed_key=self.stalwart.stalwart_keys.delayed(found.list_key),
+                registry_key=self.stalwart.stalwart_keys.registry("delayed"), list_key=found.list_key,
+                tag=found.tag, due_ms=verdict.due_ms, payload=json.dumps(verdict.envelope))
+            log.info("a message due at %d (its eta) waits in the delayed set of %s", verdict.due_ms, queue)
+            return None
+        if verdict.changed:
+            broker_store.replace(client, self.stalwart.keys, tag=found.tag,
+                                 record=json.dumps([verdict.envelope, "", queue]))
+        self._stalwart_recorded.add(found.tag)
+        return verdict.envelope, queue
 
     def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
+        """kombu's basic_get: the same fetch script and boundary, without waiting."""
+        update = getattr(self, "_maybe_update_queues_expire", None)  # kombu 5.7: x-expires queues
         with self.conn_or_acquire() as client:
-            for pri in self.priority_steps:
-                item = broker_store.pop(client, self._q_for_pri(queue, pri))
-                if item:
-                    self._maybe_update_queues_expire(client, queue)
-                    return decode_envelope(item, queue)
-            self._maybe_update_queues_expire(client, queue)
-            raise Empty()
+            lists = self.stalwart_lists([queue])
+            self._stalwart_sent_lists = dict(lists)
+            for _ in range(1000):  # items scheduled into the delayed set are not returned
+                found = broker_store.fetch(client, self.stalwart.keys, lists, self.stalwart.limits)
+                taken = None if found is None else self.stalwart_take(found, client)
+                if found is None or taken is not None:
+                    break
+            if update is not None:
+                update(client, queue)
+            if found is None or taken is None:
+                raise Empty()
+            return taken[0]
+
+    def stalwart_check_wait(self, now: float) -> None:
+        """Shut the socket of a command that got no reply in time (a half-open connection).
+
+        kombu then reads the socket, gets a connection error and Celery reconnects: the same
+        path as a connection the server closed, so every supported kombu recovers the same way.
+        """
+        connection, sent = self._in_poll, self._stalwart_sent_at
+        if not connection or sent is None:
+            return
+        waited = now - sent
+        if waited <= self.stalwart.wait_grace + (self.brpop_timeout if self._stalwart_phase == WAIT else 0):
+            return
+        sock = getattr(connection, "_sock", None)  # redis-py's socket (kombu's own check reads it too)
+        if sock is None or _readable(sock):
+            return
+        log.warning("no reply from the broker for %.1fs (%s): dropping the connection", waited, self._stalwart_phase)
+        self._stalwart_sent_at = None
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            connection.disconnect()
+
+    # -- publishing --------------------------------------------------------------------------
+
+    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        message, delay = self._outgoing(message)
+        list_key = self.global_keyprefix + self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
+        keys = self.stalwart.stalwart_keys
+        if message["headers"].get(PARK_HEADER):  # a paused task's job: parked until resumed (store.switches)
+            with self.conn_or_acquire() as client:
+                ParkedStore(broker_store.unprefixed(client), keys).park(list_key, message)
+            return
+        if delay <= 0:
+            super()._put(queue, message, **kwargs)
+            return
+        batch = kwargs.pop("_publish_batch", None)
+        payload = json.dumps(message)
+        with self.conn_or_acquire() as client:
+            if batch is not None and not self.global_keyprefix:  # bulk: schedule in the producer's pipeline
+                delayed = delayed_store.DelayedStore(client, keys)
+                if not getattr(batch, "stalwart_scripts_loaded", False):
+                    delayed.ensure_loaded()
+                    batch.stalwart_scripts_loaded = True
+                batch.add(*delayed.schedule_command(list_key, delay_ms=delay, payload=payload))
+                return
+            delayed_store.schedule(broker_store.unprefixed(client), keys, list_key, delay_ms=delay, payload=payload)
+
+    def _outgoing(self, message: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """A copy of ``message`` to publish, and its delay: the caller's dicts are never changed, so
+        kombu's retry of a failed publish sends the same message again, delay included."""
+        headers = dict(message["headers"]) if isinstance(message.get("headers"), dict) else {}
+        raw_delay = headers.pop(DELAY_HEADER, None)
+        try:
+            delay = int(raw_delay or 0)
+        except (TypeError, ValueError):
+            delay = 0
+        meta = headers.get(HEADER)
+        if isinstance(meta, dict) and meta.get(decode.CLOCK_FIELD) == decode.LOCAL_CLOCK:
+            headers[HEADER] = self._on_redis_clock(meta)
+        return {**message, "headers": headers}, delay
+
+    def _on_redis_clock(self, meta: dict[str, Any]) -> dict[str, Any]:
+        """A header stamped by this process's clock, moved onto the Redis clock."""
+        with self.conn_or_acquire() as client:
+            offset = self.connection.clock_offset_ms(client)
+        moved = {k: v for k, v in meta.items() if k != decode.CLOCK_FIELD}
+        for field in ("sent", "deadline"):
+            if isinstance(moved.get(field), int):
+                moved[field] += offset
+        return moved
 
 
 class Transport(kombu_redis.Transport):
     """Use with Celery's ``broker_transport = "stalwart.broker.transport:Transport"``."""
 
     Channel = Channel
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stalwart_channels: WeakSet[Channel] = WeakSet()
+        self.stalwart_last_take: float | None = None  # monotonic time of the last fetch that took
+        self.stalwart_lists: tuple[str, ...] = ()  # the lists the consumer fetches from
+        self._stalwart_timers: list[Any] = []
+        self._stalwart_clock: tuple[float, int] | None = None
+
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        super().register_with_event_loop(connection, loop)
+        for timer in self._stalwart_timers:
+            timer.cancel()
+        self._stalwart_timers = [loop.call_repeatedly(1.0, self.check_waits)]
+        if not hasattr(kombu_redis.Channel, "unacked_restore_interval"):
+            # kombu < 5.7 sweeps the unacked index every 10 s whatever the visibility timeout is.
+            interval = float(connection.client.transport_options.get("unacked_restore_interval", 10))
+            if self.cycle is not None:
+                self._stalwart_timers.append(loop.call_repeatedly(interval, self.cycle.maybe_restore_messages))
+
+    def check_waits(self) -> None:
+        now = time.monotonic()
+        for channel in list(self.stalwart_channels):
+            channel.stalwart_check_wait(now)
+
+    def clock_offset_ms(self, client: Any) -> int:
+        """Redis time minus this process's ``time.time()``, measured at most every 30 s."""
+        now = time.monotonic()
+        if self._stalwart_clock is None or now - self._stalwart_clock[0] > CLOCK_REFRESH_SECONDS:
+            local = time.time()
+            server = broker_store.server_time_ms(client)
+            local = (local + time.time()) / 2
+            self._stalwart_clock = (now, server - int(local * 1000))
+        return self._stalwart_clock[1]

@@ -2,13 +2,13 @@
 
 kombu's Redis transport redelivers a message once it has been unacked for the visibility
 timeout. Stalwart keeps that timeout short so a dead worker's jobs come back in seconds; a live
-worker re-stamps the unacked entries of every job it holds (``unacked_index`` scores) so a long
-job is never redelivered while its worker lives.
+worker re-stamps the unacked entries of every job it holds (``unacked_index`` scores, on the Redis
+clock like the fetch that wrote them and the sweep that reads them) so a long job is never
+redelivered while its worker lives, whatever its host's clock says.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -37,7 +37,7 @@ class VisibilityKeeper(Periodic):
         tags = list(self.tags())
         if not tags:
             return 0
-        return broker_store.restamp(self.client, self.index_key, tags, time.time())
+        return broker_store.restamp(self.client, self.index_key, tags)
 
     def tick(self) -> None:
         self.touch()

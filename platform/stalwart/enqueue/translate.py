@@ -7,6 +7,7 @@ import time
 from contextvars import ContextVar
 from typing import Any
 
+from stalwart.broker.decode import CLOCK_FIELD, LOCAL_CLOCK
 from stalwart.errors import ConfigurationError
 from stalwart.job.header import DELAY_HEADER, HEADER, Meta
 
@@ -28,12 +29,16 @@ def _seconds_until(value: object, name: str) -> float:
 def translate(options: dict[str, Any]) -> Meta:
     """Move countdown/eta, expires/deadline, idempotency_key and trace_id into headers.
 
-    Mutates ``options`` in place and returns the job's :class:`Meta`. Celery's own ``eta``
+    Mutates ``options`` (Celery's keyword arguments to one call) and returns the job's
+    :class:`Meta`; the caller's ``headers`` dict is copied, never changed. Celery's own ``eta``
     header is never set: the delay goes to the delayed set, not into a worker's memory, and
     ``expires`` becomes a deadline that dead-letters (``expired``) instead of silently revoking.
+    A new job's ``sent`` and ``deadline`` are on this process's clock and marked so; the
+    transport moves them onto the Redis clock as it publishes (one clock for every process).
     """
     headers = dict(options.pop("headers", None) or {})
-    meta = Meta.from_header(headers.get(HEADER)) if HEADER in headers else Meta()
+    fresh = not isinstance(headers.get(HEADER), dict)
+    meta = Meta() if fresh else Meta.from_header(headers[HEADER])
     key = options.pop("idempotency_key", None)
     if key is not None:
         if not isinstance(key, str) or not key:
@@ -54,6 +59,8 @@ def translate(options: dict[str, Any]) -> Meta:
     elif eta is not None:
         delay = _seconds_until(eta, "eta")
     headers[HEADER] = meta.to_header()
+    if fresh:
+        headers[HEADER][CLOCK_FIELD] = LOCAL_CLOCK
     if delay > 0:
         headers[DELAY_HEADER] = int(delay * 1000)
     options["headers"] = headers

@@ -1,8 +1,11 @@
 """The ops port: /healthz, /readyz and /metrics, served once per worker by its main process.
 
 ``STALWART_OPS_PORT`` turns it on (``0`` picks a free port and logs it). Health is about the
-process: alive, and its consumer loop turning. Readiness is about taking work: broker and state
-store answer PING, the consumer consumes, and the worker is not draining.
+process: alive, its consumer loop turning, and taking work when there is work to take (ready
+messages wait in its queues, it has free slots, yet it took nothing for ``stale_seconds``: the
+"connected but not consuming" failure). Readiness is about taking work: broker and state store
+answer PING, the consumer consumes, and the worker is not draining. The server handles at most
+``max_connections`` connections at once, each on its own thread; more are closed at once.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import bootsteps, signals
+from celery.worker import state as worker_state
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -26,10 +30,13 @@ from stalwart.broker.mover import Mover
 from stalwart.ops import metrics
 from stalwart.runtime import runtime_of
 from stalwart.settings import Settings
+from stalwart.store import broker as broker_store
 from stalwart.store.connection import client_from_url
 
 log = logging.getLogger("stalwart.ops.server")
 Check = Callable[[], None]  # raises when the thing it checks is not usable
+Ready = Callable[[tuple[str, ...]], int]  # how many messages wait in these lists (raises if unknown)
+MAX_CONNECTIONS = 8
 
 
 @dataclass(frozen=True)
@@ -58,10 +65,42 @@ class OpsState:
     draining: bool = False
     last_beat: float | None = None
     checks: dict[str, Check] = field(default_factory=dict)
+    # What the consumer reports on each beat: when it last took a message (or started
+    # consuming), the lists it takes from, whether it has a free slot; and how to count the
+    # messages waiting in those lists.
+    last_take: float | None = None
+    lists: tuple[str, ...] = ()
+    free_slots: bool = False
+    ready: Ready | None = None
 
     def beat(self) -> None:
         """The consumer loop turned."""
         self.last_beat = self.clock()
+
+    def took(self, at: float | None, lists: tuple[str, ...], free_slots: bool) -> None:
+        """The consumer's own report: its last take (monotonic), its lists, its free slots."""
+        if at is not None:
+            self.last_take = max(self.last_take or at, at)
+        self.lists = lists
+        self.free_slots = free_slots
+
+    def not_taking(self) -> str | None:
+        """Why the consumer counts as stalled although its loop turns, or None.
+
+        Only when it should be taking: consuming, not draining, a free slot, messages waiting.
+        """
+        if not self.consuming or self.draining or not self.free_slots or self.last_take is None:
+            return None
+        idle = self.clock() - self.last_take
+        if idle <= self.stale_seconds or self.ready is None or not self.lists:
+            return None
+        try:
+            waiting = self.ready(self.lists)
+        except Exception:  # noqa: BLE001 - the broker is unreachable: /readyz reports that, not health
+            return None
+        if waiting <= 0:
+            return None
+        return f"took nothing for {idle:.1f}s while {waiting} messages wait and it has a free slot"
 
     def loop_age(self) -> float | None:
         return None if self.last_beat is None else self.clock() - self.last_beat
@@ -79,6 +118,9 @@ class OpsState:
         }
         if self.stalled() and not self.draining:
             return 503, {"status": "fail", "reasons": [f"consumer loop stalled for {age:.1f}s"], **body}
+        idle = self.not_taking()
+        if idle is not None:
+            return 503, {"status": "fail", "reasons": [f"consumer {idle}"], **body}
         return 200, {"status": "ok", **body}
 
     def readiness(self) -> tuple[int, dict[str, Any]]:
@@ -110,6 +152,7 @@ class OpsHandler(BaseHTTPRequestHandler):
     """Routes the three endpoints; everything else is 404."""
 
     server: OpsServer
+    timeout = 10  # a client that sends nothing gives its thread back
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -137,15 +180,39 @@ class OpsHandler(BaseHTTPRequestHandler):
 
 
 class OpsServer(ThreadingHTTPServer):
-    """A threaded HTTP server on a daemon thread; ``metrics`` renders the exposition."""
+    """A threaded HTTP server on a daemon thread; ``metrics`` renders the exposition.
+
+    At most ``max_connections`` connections are served at once (one thread each); a connection
+    beyond that is closed at once, so a flood of clients cannot grow the worker's threads.
+    """
 
     daemon_threads = True
 
-    def __init__(self, config: OpsConfig, state: OpsState, metrics: Callable[[], bytes]) -> None:
+    def __init__(self, config: OpsConfig, state: OpsState, metrics: Callable[[], bytes],
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         super().__init__((config.host, config.port), OpsHandler)
         self.state = state
         self.metrics = metrics
+        self.refused = 0
+        self._slots = threading.BoundedSemaphore(max_connections)
         self._thread: threading.Thread | None = None
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     @property
     def port(self) -> int:
@@ -161,6 +228,16 @@ class OpsServer(ThreadingHTTPServer):
         self.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+def waiting(url: str, timeout: float) -> Ready:
+    """Counts the messages waiting in some queue lists of the broker at ``url``."""
+    client = client_from_url(url, timeout, retry=Retry(NoBackoff(), 0))
+
+    def count(lists: tuple[str, ...]) -> int:
+        return sum(broker_store.list_lengths(client, list(lists)))
+
+    return count
 
 
 def ping(url: str, timeout: float) -> Check:
@@ -218,6 +295,7 @@ class OpsStep(bootsteps.StartStopStep):
         timeout = min(settings.redis_timeout_seconds, 2.0)
         self.state.checks = {"broker": ping(settings.broker_url, timeout),
                              "state_store": ping(settings.redis_url, timeout)}
+        self.state.ready = waiting(settings.broker_url, timeout)
 
         def render() -> bytes:
             return metrics.exposition(self.metrics_dir, metrics.StateCollector(runtime, _mover(parent)))
@@ -257,8 +335,14 @@ class Heartbeat(bootsteps.StartStopStep):
         if state is None:
             return
         state.beat()
+        state.last_take = state.clock()  # consuming starts now: the stall rule counts from here
         state.consuming = True
-        self.tref = parent.timer.call_repeatedly(self.interval, state.beat)
+
+        def beat() -> None:
+            state.beat()
+            state.took(*consumer_report(parent))
+
+        self.tref = parent.timer.call_repeatedly(self.interval, beat)
 
     def stop(self, parent: Any) -> None:
         state: OpsState | None = getattr(parent.controller, "stalwart_ops", None)
@@ -269,3 +353,16 @@ class Heartbeat(bootsteps.StartStopStep):
             self.tref = None
 
     shutdown = stop
+
+
+def consumer_report(consumer: Any) -> tuple[float | None, tuple[str, ...], bool]:
+    """(last take, lists, has a free slot) of a Celery consumer on Stalwart's transport.
+
+    Read on the consumer's own thread (its timer), never from the HTTP threads.
+    """
+    transport = getattr(getattr(consumer, "connection", None), "transport", None)
+    slots = getattr(getattr(consumer, "pool", None), "num_processes", None) or getattr(
+        consumer.controller, "concurrency", 1)
+    busy = len(worker_state.reserved_requests)
+    return (getattr(transport, "stalwart_last_take", None), tuple(getattr(transport, "stalwart_lists", ())),
+            busy < int(slots or 1))

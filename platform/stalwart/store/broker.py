@@ -1,30 +1,227 @@
-"""kombu's own keys that Stalwart's fetch writes: the queue lists and the unacked records.
+"""The broker's keys that Stalwart's transport reads and writes, beside kombu's queue lists.
 
-``fetch`` takes the oldest message of a list and records it in kombu's ``unacked`` hash and
-``unacked_index`` in one step, so a worker killed in between cannot lose it.
+kombu's own: the queue lists, the ``unacked`` hash (tag → ``[payload, exchange, routing_key]``)
+and the ``unacked_index`` zset (tag → seconds, on the Redis clock here). Stalwart's:
+
+* ``<prefix>:{broker}:fetches``, a hash tag → how many times the message was fetched without being
+  acknowledged (the crash-loop guard). An entry goes when its message is acknowledged, rejected,
+  requeued by a live worker, scheduled or quarantined; the hash is capped (``FETCH_COUNTS_CAP``
+  entries: past it the counts are forgotten at once, which can only give a crash loop a few more
+  rounds).
+* ``<prefix>:{broker}:quarantine``, a stream of items that could not be recorded (not a kombu
+  envelope, a duplicate tag, too large) or were fetched too often: each waits there, raw, until a
+  worker has written its DLQ entry, then is deleted. Capped at ``QUARANTINE_CAP`` entries.
+
+All names are full names: kombu's ``global_keyprefix`` is already part of them. Calls go through
+:func:`unprefixed` so that kombu's prefixing client does not prefix them again. Connection errors
+are left to kombu's own handling (the callers are kombu's channel and QoS), so nothing here is
+``@guarded``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from stalwart.store.scripts import script
+import redis
+
+from stalwart.store.scripts import script, text
+
+FETCH_COUNTS_CAP = 100_000
+QUARANTINE_CAP = 100_000
+WAIT_COMMAND = "BLMOVE"
 
 
-def fetch(client: Any, list_key: str, unacked_key: str, index_key: str) -> tuple[bytes, bool] | None:
-    """(item, recorded) taken from ``list_key``, or None when it is empty.
+@dataclass(frozen=True)
+class BrokerKeys:
+    """Full names of the keys one channel uses."""
 
-    Connection errors are left to kombu's own handling (the caller is kombu's channel).
+    unacked: str
+    index: str
+    fetches: str
+    quarantine: str
+
+    @classmethod
+    def build(cls, *, prefix: str, global_prefix: str, unacked: str, index: str) -> BrokerKeys:
+        """kombu's keys and Stalwart's, with kombu's ``global_keyprefix`` in front of each."""
+        return cls(
+            unacked=global_prefix + unacked,
+            index=global_prefix + index,
+            fetches=f"{global_prefix}{prefix}:{{broker}}:fetches",
+            quarantine=f"{global_prefix}{prefix}:{{broker}}:quarantine",
+        )
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    """What the fetch script enforces."""
+
+    max_fetches: int
+    max_item_bytes: int
+    visibility_ms: int
+    max_depth: int
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A message taken from ``list_key`` and recorded unacked under ``tag``."""
+
+    list_key: str
+    item: bytes
+    tag: str
+    fetches: int
+    now_ms: int
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """An item moved to the quarantine stream as ``entry_id``; ``source`` is its stable identity."""
+
+    list_key: str
+    item: bytes
+    reason: str
+    detail: str
+    entry_id: str
+    source: str
+    now_ms: int
+
+
+Fetched = Taken | Quarantined
+
+
+class Unprefixed:
+    """A view of a Redis client that sends key names as given.
+
+    kombu's client for a ``global_keyprefix`` prefixes the first key of EVALSHA and the keys of a
+    list of commands; Stalwart passes full names to everything, so it calls the plain client's
+    ``execute_command`` (which kombu's subclass overrides to add the prefix).
     """
-    found = script("fetch")(client, [list_key, unacked_key, index_key], [])
-    return (found[0], bool(found[1])) if found else None
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def execute(self, *args: Any) -> Any:
+        return redis.Redis.execute_command(self.client, *args)  # type: ignore[no-untyped-call]
+
+    def evalsha(self, *args: Any) -> Any:
+        return self.execute("EVALSHA", *args)
+
+    def script_load(self, source: str) -> Any:
+        return self.execute("SCRIPT LOAD", source)
 
 
-def restamp(client: Any, index_key: str, tags: list[str], now: float) -> int:
-    """Re-stamp the unacked index entries of ``tags`` (only those still there)."""
+def unprefixed(client: Any) -> Unprefixed:
+    return client if isinstance(client, Unprefixed) else Unprefixed(client)
+
+
+def _fetch_args(keys: BrokerKeys, lists: list[tuple[str, str]], limits: FetchLimits) -> tuple[list[str], list[Any]]:
+    names = [keys.unacked, keys.index, keys.fetches, keys.quarantine, *(name for name, _ in lists)]
+    args: list[Any] = [limits.max_fetches, limits.max_item_bytes, limits.visibility_ms, FETCH_COUNTS_CAP,
+                       QUARANTINE_CAP, limits.max_depth, *(queue for _, queue in lists)]
+    return names, args
+
+
+def fetch_command(keys: BrokerKeys, lists: list[tuple[str, str]], limits: FetchLimits) -> tuple[Any, ...]:
+    """The fetch as a raw command, to send on the consumer's connection and read when it answers.
+
+    ``lists`` holds (full list key, queue name) pairs in the order to try.
+    """
+    return ("EVALSHA", *script("fetch").command(*_fetch_args(keys, lists, limits))[1:])
+
+
+def fetch(client: Any, keys: BrokerKeys, lists: list[tuple[str, str]], limits: FetchLimits) -> Fetched | None:
+    """Take the next message of ``lists`` now (kombu's basic_get path)."""
+    return parse_fetch(script("fetch")(unprefixed(client), *_fetch_args(keys, lists, limits)))
+
+
+def load_fetch(client: Any) -> None:
+    """Load the fetch script (after NOSCRIPT on the raw command: a restart or SCRIPT FLUSH)."""
+    unprefixed(client).script_load(script("fetch").source)
+
+
+def parse_fetch(reply: Any) -> Fetched | None:
+    """The fetch script's reply, decoded."""
+    if not reply:
+        return None
+    kind = text(reply[0])
+    if kind == "run":
+        return Taken(text(reply[1]), bytes(reply[2]), text(reply[3]), int(reply[4]), int(reply[5]))
+    return Quarantined(text(reply[1]), bytes(reply[2]), text(reply[3]), text(reply[4]), text(reply[5]),
+                       text(reply[6]), int(reply[7]))
+
+
+def wait_command(list_key: str, timeout: float) -> tuple[Any, ...]:
+    """Block until ``list_key`` has an item, without taking it (it moves onto itself)."""
+    return (WAIT_COMMAND, list_key, list_key, "RIGHT", "RIGHT", timeout)
+
+
+def ack(client: Any, keys: BrokerKeys, tag: str) -> None:
+    """Forget an acknowledged (or dropped) message: its record, index entry and fetch count."""
+    script("unacked_ack")(unprefixed(client), [keys.unacked, keys.index, keys.fetches], [tag])
+
+
+def due(client: Any, keys: BrokerKeys, *, visibility_ms: int, limit: int) -> list[tuple[str, bytes]]:
+    """(tag, record) of each unacked message past its visibility timeout, on the Redis clock."""
+    flat = script("unacked_due")(unprefixed(client), [keys.unacked, keys.index], [visibility_ms, limit])
+    return [(text(flat[i]), bytes(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+
+def record_of(client: Any, keys: BrokerKeys, tag: str) -> bytes | None:
+    """The unacked record of ``tag``, if it is still unacked."""
+    raw = unprefixed(client).execute("HGET", keys.unacked, tag)
+    return None if raw is None else bytes(raw)
+
+
+def restore(client: Any, keys: BrokerKeys, *, tag: str, record: bytes, list_key: str, item: bytes,
+            leftmost: bool, orderly: bool) -> bool:
+    """Push ``item`` back on ``list_key`` if ``tag``'s record is still ``record``; True if it did."""
+    done = script("unacked_restore")(
+        unprefixed(client), [keys.unacked, keys.index, keys.fetches, list_key],
+        [tag, record, item, int(leftmost), int(orderly)],
+    )
+    return bool(done)
+
+
+def forget_fetches(client: Any, keys: BrokerKeys, tags: list[str]) -> None:
+    """Clear fetch counts: these messages went back to their queue in order, not by a crash."""
+    if tags:
+        unprefixed(client).execute("HDEL", keys.fetches, *tags)
+
+
+def replace(client: Any, keys: BrokerKeys, *, tag: str, record: str) -> bool:
+    """Replace ``tag``'s unacked record while it is still unacked."""
+    return bool(script("unacked_replace")(unprefixed(client), [keys.unacked], [tag, record]))
+
+
+def reschedule(client: Any, keys: BrokerKeys, *, delayed_key: str, registry_key: str, list_key: str,
+               tag: str, due_ms: int, payload: str) -> None:
+    """Move a fetched message into ``list_key``'s delayed set, due at ``due_ms`` (Redis clock)."""
+    script("delayed_reschedule")(
+        unprefixed(client), [delayed_key, registry_key, keys.unacked, keys.index, keys.fetches],
+        [due_ms, payload, list_key, tag],
+    )
+
+
+def quarantine_done(client: Any, keys: BrokerKeys, entry_id: str) -> None:
+    """Delete a quarantined item once its DLQ entry is written."""
+    unprefixed(client).execute("XDEL", keys.quarantine, entry_id)
+
+
+def quarantine_size(client: Any, keys: BrokerKeys) -> int:
+    return int(unprefixed(client).execute("XLEN", keys.quarantine))
+
+
+def restamp(client: Any, index_key: str, tags: list[str]) -> int:
+    """Re-stamp the unacked index entries of ``tags`` (only those still there) with Redis time."""
     if not tags:
         return 0
-    return int(client.zadd(index_key, dict.fromkeys(tags, now), xx=True) or 0)
+    return int(script("unacked_restamp")(unprefixed(client), [index_key], list(tags)))
+
+
+def server_time_ms(client: Any) -> int:
+    """The Redis server's clock, in epoch milliseconds."""
+    seconds, micros = unprefixed(client).execute("TIME")
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def list_lengths(client: Any, lists: list[str]) -> list[int]:
@@ -38,9 +235,3 @@ def list_lengths(client: Any, lists: list[str]) -> list[int]:
 def unacked_count(client: Any, unacked_key: str = "unacked") -> int:
     """Messages a worker holds unacknowledged (kombu's ``unacked`` hash)."""
     return int(client.hlen(unacked_key))
-
-
-def pop(client: Any, list_key: str) -> bytes | None:
-    """Take the oldest message of a queue list without recording it (kombu's basic_get path)."""
-    item: bytes | None = client.rpop(list_key)
-    return item

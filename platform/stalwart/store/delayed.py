@@ -1,7 +1,9 @@
 """The delayed sets: one sorted set per queue list, scored by due time on the Redis clock.
 
-They live on the broker Redis beside the queues, under ``<prefix>:{delayed:<list>}``, plus a
-registry set of the lists that have one (what movers scan).
+They live on the broker Redis beside the queues, under ``<prefix>:{delayed:<list>}`` where
+``<list>`` is the list's full name (kombu's ``global_keyprefix`` included), plus a registry set of
+the lists that have one (what movers scan). Both are drained by the movers: a delayed set holds
+only jobs not yet due, and the registry one name per queue list.
 """
 
 from __future__ import annotations
@@ -12,6 +14,19 @@ from stalwart.store.keys import Keys
 from stalwart.store.scripts import guarded, script, text
 
 
+def _schedule_args(keys: Keys, list_key: str, delay_ms: int, payload: str) -> tuple[list[str], list[Any]]:
+    return [keys.delayed(list_key), keys.registry("delayed")], [delay_ms, payload, list_key]
+
+
+def schedule(client: Any, keys: Keys, list_key: str, *, delay_ms: int, payload: str) -> int:
+    """Put ``payload`` in the delayed set of ``list_key``, due ``delay_ms`` from now; the due time.
+
+    Not wrapped: kombu's publish path calls it, and kombu retries a publish on Redis's own
+    connection errors (a wrapped error would end the publish instead).
+    """
+    return int(script("delayed_schedule")(client, *_schedule_args(keys, list_key, delay_ms, payload)))
+
+
 class DelayedStore:
     """Schedule, move and count delayed messages on ``client`` (the broker's Redis)."""
 
@@ -19,17 +34,14 @@ class DelayedStore:
         self.client = client
         self.keys = keys
 
-    def _schedule(self, list_key: str, delay_ms: int, payload: str) -> tuple[list[str], list[Any]]:
-        return [self.keys.delayed(list_key), self.keys.registry("delayed")], [delay_ms, payload, list_key]
-
     @guarded
     def schedule(self, list_key: str, *, delay_ms: int, payload: str) -> None:
         """Put ``payload`` in the delayed set of ``list_key``, due ``delay_ms`` from now."""
-        script("delayed_schedule")(self.client, *self._schedule(list_key, delay_ms, payload))
+        schedule(self.client, self.keys, list_key, delay_ms=delay_ms, payload=payload)
 
     def schedule_command(self, list_key: str, *, delay_ms: int, payload: str) -> tuple[Any, ...]:
         """The same as a raw command for a kombu pipeline; call :meth:`ensure_loaded` first."""
-        return script("delayed_schedule").command(*self._schedule(list_key, delay_ms, payload))
+        return script("delayed_schedule").command(*_schedule_args(self.keys, list_key, delay_ms, payload))
 
     @guarded
     def ensure_loaded(self) -> None:

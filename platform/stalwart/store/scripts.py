@@ -1,7 +1,8 @@
 """Lua scripts: read once at import, the prelude prepended, called by SHA with a checked key count.
 
 Each script is ``lua/<name>-<number of keys>.lua`` (BullMQ's convention), so a call with the wrong
-number of keys fails here, loudly, instead of inside Redis. Only the store's entity modules call
+number of keys fails here, loudly, instead of inside Redis. ``<name>-<n>+.lua`` takes at least n keys
+(a fetch over however many queue lists a worker consumes). Only the store's entity modules call
 scripts; they pass named arguments and get decoded results (see :mod:`stalwart.store`).
 
 Every script is read when this module is imported, with plain file reads. Reading them lazily
@@ -29,34 +30,36 @@ PRELUDE = (LUA_DIR / "prelude.lua").read_text(encoding="utf-8")
 class Script:
     """One Lua script: EVALSHA first, reload on NOSCRIPT (restart, failover, SCRIPT FLUSH)."""
 
-    def __init__(self, name: str, numkeys: int, body: str) -> None:
+    def __init__(self, name: str, numkeys: int, body: str, variadic: bool = False) -> None:
         self.name = name
         self.numkeys = numkeys
+        self.variadic = variadic
         self.source = PRELUDE + body
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA1
 
     def _check(self, keys: list[str]) -> None:
-        if len(keys) != self.numkeys:
-            raise TypeError(f"script {self.name} takes {self.numkeys} keys, got {len(keys)}")
+        if len(keys) != self.numkeys and not (self.variadic and len(keys) > self.numkeys):
+            more = " or more" if self.variadic else ""
+            raise TypeError(f"script {self.name} takes {self.numkeys}{more} keys, got {len(keys)}")
 
     def __call__(self, client: Any, keys: list[str], args: list[Any]) -> Any:
         """Run on ``client`` (a Redis client) with ``keys`` and ``args``."""
         self._check(keys)
         try:
-            return client.evalsha(self.sha, self.numkeys, *keys, *args)
+            return client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
             client.script_load(self.source)
-            return client.evalsha(self.sha, self.numkeys, *keys, *args)
+            return client.evalsha(self.sha, len(keys), *keys, *args)
 
     def queue(self, pipe: Any, keys: list[str], args: list[Any]) -> None:
         """Queue on a pipeline; the caller loads it first with :meth:`ensure_loaded`."""
         self._check(keys)
-        pipe.evalsha(self.sha, self.numkeys, *keys, *args)
+        pipe.evalsha(self.sha, len(keys), *keys, *args)
 
     def command(self, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
         """The EVALSHA command as a tuple, for pipelines that take raw commands (kombu's)."""
         self._check(keys)
-        return ("evalsha", self.sha, self.numkeys, *keys, *args)
+        return ("evalsha", self.sha, len(keys), *keys, *args)
 
     def ensure_loaded(self, client: redis.Redis) -> None:
         if not client.script_exists(self.sha)[0]:
@@ -67,7 +70,8 @@ def _read_all() -> dict[str, Script]:
     scripts: dict[str, Script] = {}
     for path in sorted(LUA_DIR.glob("*-*.lua")):
         name, _, numkeys = path.stem.rpartition("-")
-        scripts[name] = Script(name, int(numkeys), path.read_text(encoding="utf-8"))
+        scripts[name] = Script(name, int(numkeys.rstrip("+")), path.read_text(encoding="utf-8"),
+                               variadic=numkeys.endswith("+"))
     return scripts
 
 

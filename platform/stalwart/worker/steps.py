@@ -16,6 +16,7 @@ from celery.worker import state as worker_state
 
 from stalwart.broker.mover import Mover
 from stalwart.broker.visibility import VisibilityKeeper
+from stalwart.job.pools import check_time_limits
 from stalwart.ops import logs, sentry
 from stalwart.ops.metrics import MetricsHook
 from stalwart.ops.presence import Presence
@@ -56,6 +57,8 @@ class StalwartStep(bootsteps.StartStopStep):
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         wire(parent.app, runtime_of(parent.app))
+        # time limits on a pool that cannot enforce them: refused here, loudly (stalwart.job.pools)
+        check_time_limits(parent.app, parent.pool_cls, runtime_of(parent.app).settings.unenforced_time_limits)
         self.mover: Mover | None = None
         self.keeper: VisibilityKeeper | None = None
         self.presence: Presence | None = None

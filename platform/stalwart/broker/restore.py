@@ -1,0 +1,129 @@
+"""Acknowledging and restoring unacked messages, on the Redis clock and byte for byte.
+
+kombu's Redis QoS selects the messages to restore by ``time()`` of the worker doing it, so a worker
+whose clock runs ahead puts back a live worker's in-flight jobs. Here the selection runs in Lua on
+the Redis clock (``unacked_due``), and each message goes back to its list in one compare-and-restore
+script (``unacked_restore``) with its exact bytes, whatever they are. A message given back by a live
+consumer (reject with requeue, the channel closing) is an orderly requeue and its fetch count is
+cleared; one restored because its visibility timeout passed is not (its consumer died).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+
+from stalwart.broker import decode
+from stalwart.store import broker as broker_store
+
+log = logging.getLogger("stalwart.broker.restore")
+RESTORE_BATCH = 1000
+
+
+class RestoringChannel(kombu_redis.Channel):
+    """The channel half of the above: settle and restore by tag with Stalwart's scripts."""
+
+    _stalwart_recorded: set[str]
+    _stalwart_quarantined: dict[str, str]
+    stalwart: Any
+    connection_errors: tuple[type[BaseException], ...]
+
+    def stalwart_settle(self, tag: str) -> None:
+        """Forget a message for good (acknowledged, or rejected without requeue)."""
+        entry = self._stalwart_quarantined.pop(tag, None)
+        if entry is not None:
+            self.stalwart_settle_quarantine(entry)
+            return
+        with self.conn_or_acquire() as client:
+            broker_store.ack(client, self.stalwart.keys, tag)
+
+    def stalwart_settle_quarantine(self, entry_id: str) -> None:
+        with self.conn_or_acquire() as client:
+            broker_store.quarantine_done(client, self.stalwart.keys, entry_id)
+
+    def stalwart_restore(self, tag: str, client: Any = None, leftmost: bool = False) -> None:
+        self._stalwart_quarantined.pop(tag, None)
+        with self.conn_or_acquire(client) as conn:
+            record = broker_store.record_of(conn, self.stalwart.keys, tag)
+            if record is not None:
+                self._restore_record(conn, tag, record, leftmost=leftmost, orderly=True)
+
+    def stalwart_restore_due(self, limit: int) -> int:
+        """Restore the messages past their visibility timeout; how many went back."""
+        restored = 0
+        with self.conn_or_acquire() as conn:
+            due = broker_store.due(conn, self.stalwart.keys, visibility_ms=self.stalwart.limits.visibility_ms,
+                                   limit=limit)
+            for tag, record in due:
+                restored += self._restore_record(conn, tag, record, leftmost=False, orderly=False)
+        if restored:
+            log.info("restored %d message(s) whose worker stopped re-stamping them", restored)
+        return restored
+
+    def _restore_record(self, conn: Any, tag: str, record: bytes, *, leftmost: bool, orderly: bool) -> bool:
+        target = decode.restore_target(record)
+        if target is None:
+            log.error("the unacked record of %s cannot be read; it stays in the unacked hash", tag)
+            return False
+        item, exchange, routing_key = target
+        try:
+            # kombu's binding lookup; our own records name the queue directly (exchange "").
+            queue = routing_key if not exchange else next(iter(self._lookup(exchange, routing_key)))
+        except Exception as exc:  # noqa: BLE001 - an unroutable record is left in place, never dropped
+            log.error("cannot route the unacked record of %s (%s): it stays in the unacked hash", tag, exc)
+            return False
+        message = {"properties": {"priority": decode.priority_of(item)}}
+        priority = self._get_message_priority(message, reverse=False)
+        list_key = self.global_keyprefix + self._q_for_pri(queue, priority)  # type: ignore[attr-defined]
+        return broker_store.restore(conn, self.stalwart.keys, tag=tag, record=record, list_key=list_key, item=item,
+                                    leftmost=leftmost, orderly=orderly)
+
+
+class RestoringQoS(kombu_redis.QoS):
+    """kombu's Redis ack emulation, with Stalwart's scripts for each write."""
+
+    @property
+    def owner(self) -> RestoringChannel:
+        return cast(RestoringChannel, self.channel)
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        channel = self.owner
+        if delivery_tag in channel._stalwart_recorded:
+            channel._stalwart_recorded.discard(delivery_tag)
+            virtual.QoS.append(self, message, delivery_tag)  # in-memory bookkeeping only
+            return
+        super().append(message, delivery_tag)  # not fetched by Stalwart's script (kombu's fanout path)
+
+    def ack(self, delivery_tag: str) -> None:
+        self.owner.stalwart_settle(delivery_tag)
+        virtual.QoS.ack(self, delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        quarantined = self.owner._stalwart_quarantined
+        if delivery_tag in quarantined:
+            entry = quarantined.pop(delivery_tag)
+            if not requeue:  # a requeued quarantine item stays in the stream; a worker takes it again
+                self.owner.stalwart_settle_quarantine(entry)
+        elif requeue:
+            self.restore_by_tag(delivery_tag, leftmost=True)
+        else:
+            self.owner.stalwart_settle(delivery_tag)
+        virtual.QoS.ack(self, delivery_tag)
+
+    def restore_by_tag(self, tag: str, client: Any = None, leftmost: bool = False) -> None:
+        """An orderly requeue by this live consumer (reject with requeue, the channel closing)."""
+        self.owner.stalwart_restore(tag, client=client, leftmost=leftmost)
+
+    def restore_visible(self, start: int = 0, num: int | None = 10, interval: int = 10) -> None:
+        """Put back every message whose visibility timeout passed on the Redis clock.
+
+        kombu calls this every ``unacked_restore_interval``; its ``interval`` throttle is not
+        needed: when nothing is due, a sweep is one script call.
+        """
+        try:
+            self.owner.stalwart_restore_due(num or RESTORE_BATCH)
+        except self.owner.connection_errors as exc:
+            log.debug("restore sweep skipped: %s", exc)
