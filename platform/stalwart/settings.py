@@ -62,6 +62,22 @@ def _credentials(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return found
 
 
+def _whole(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < minimum:
+        raise ConfigurationError(f"{name} must be a whole number >= {minimum}, got {raw!r}")
+    return int(raw)
+
+
+def _keyprefix(env: Mapping[str, str]) -> str:
+    raw = env.get("STALWART_BROKER_KEYPREFIX", "")
+    if any(c in raw for c in "{} \t\r\n"):
+        raise ConfigurationError(f"STALWART_BROKER_KEYPREFIX must have no braces or whitespace, got {raw!r}")
+    return raw
+
+
 CLUSTER_SCHEMES = {"redis+cluster", "rediss+cluster"}
 
 
@@ -102,6 +118,11 @@ class Settings:
     ops_port: int | None = None
     ops_host: str = "0.0.0.0"  # noqa: S104 - Prometheus scrapes workers from another host
     ops_stale_seconds: float = 30.0
+    # The crash-loop guard: a message fetched more than this many times without being acknowledged
+    # (its consumer died each time) is dead-lettered as poison when fetched again.
+    max_fetches: int = 3
+    # kombu's ``global_keyprefix`` for the broker's keys (queues, unacked): "" for none.
+    broker_keyprefix: str = ""
     log_format: str = "json"  # or "text"
     # Sentry: a secret (it holds the project key), so never shown in a repr.
     sentry_dsn: str | None = field(default=None, repr=False)
@@ -154,6 +175,8 @@ class Settings:
             ops_port=_port(env),
             ops_host=env.get("STALWART_OPS_HOST", "").strip() or cls.ops_host,
             ops_stale_seconds=_number(env, "STALWART_OPS_STALE_SECONDS", cls.ops_stale_seconds, 0.001),
+            max_fetches=_whole(env, "STALWART_MAX_FETCHES", cls.max_fetches),
+            broker_keyprefix=_keyprefix(env),
             log_format=_choice(env, "STALWART_LOG_FORMAT", ("json", "text"), cls.log_format),
             sentry_dsn=env.get("SENTRY_DSN", "").strip() or None,
             task_modules=tuple(m.strip() for m in env.get("STALWART_TASK_MODULES", "").split(",") if m.strip()),

@@ -70,7 +70,8 @@ class StalwartStep(bootsteps.StartStopStep):
         self.mover.start()
         self.keeper = VisibilityKeeper(
             runtime.broker_redis,
-            options.get("unacked_index_key", "unacked_index"),
+            # the index's full name: kombu's global_keyprefix is part of it
+            options.get("global_keyprefix", "") + options.get("unacked_index_key", "unacked_index"),
             in_flight_tags,
             interval=max(0.5, options.get("visibility_timeout", 15) / 3),
         )
