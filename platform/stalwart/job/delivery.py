@@ -11,28 +11,26 @@ import logging
 import os
 import random
 import socket
-import traceback
 from contextvars import ContextVar
 from typing import Any, NoReturn, cast
 
 from celery.exceptions import Ignore, MaxRetriesExceededError, Reject
 from celery.exceptions import Retry as CeleryRetry
 
-from stalwart.dlq import message as dlq_message
 from stalwart.dlq.entry import DeadLetter
 from stalwart.enqueue.translate import current_trace
 from stalwart.errors import CircuitOpen, ConfigurationError, LimitExceeded, StalwartError, StateStoreError
+from stalwart.job import records, successor
 from stalwart.job.classify import ExplicitRetry, Verdict, classify
 from stalwart.job.commit import Claim, ClaimLost, holding, retry_store
 from stalwart.job.context import JobContext, Outcome
-from stalwart.job.header import DELAY_HEADER, HEADER, Meta, now_ms
-from stalwart.job.retry import RetryCall, exceeded, next_arguments
+from stalwart.job.header import HEADER, Meta
+from stalwart.job.retry import RetryCall, exceeded
 from stalwart.job.spec import EnvelopeTask
 from stalwart.policies import switches
 from stalwart.policies.permits import Decision, PermitPolicy
 from stalwart.runtime import Runtime
 from stalwart.store.jobs import EndOutcome, job_key, owner
-from stalwart.store.switches import PARK_HEADER
 
 log = logging.getLogger("stalwart.job.delivery")
 HOSTNAME = socket.gethostname()
@@ -40,8 +38,6 @@ HOSTNAME = socket.gethostname()
 current_job: ContextVar[JobContext | None] = ContextVar("stalwart_job", default=None)
 # The delivery running in this context, for Task.retry().
 _current: ContextVar[Delivery | None] = ContextVar("stalwart_delivery", default=None)
-# Message headers that are Stalwart's own: never carried over as custom headers.
-OWN_HEADERS = frozenset({HEADER, DELAY_HEADER, PARK_HEADER})
 
 
 class DeadLettered(StalwartError):
@@ -321,14 +317,7 @@ class Delivery:
         return result
 
     def attempt_record(self, exc: BaseException) -> dict[str, Any]:
-        return {
-            "attempt": self.ctx.attempt,
-            "at": now_ms(),
-            "host": self.ctx.hostname,
-            "duration": round(self.ctx.elapsed(), 4),
-            "exc_type": type(exc).__name__,
-            "exc_message": str(exc)[:1000],
-        }
+        return records.attempt_record(self.ctx, exc)
 
     def dead(self, reason: str, exc: BaseException, *, ran: bool) -> NoReturn:
         """Dead-letter the job, then fail it in Celery so Flower and the logs show it."""
@@ -349,25 +338,7 @@ class Delivery:
         raise exc
 
     def dead_letter(self, reason: str, exc: BaseException) -> DeadLetter:
-        meta = self.ctx.meta
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        entry = DeadLetter(
-            source=meta.msg,
-            reason=reason,
-            task=self.ctx.task_name,
-            task_id=self.ctx.task_id,
-            queue=self.ctx.queue,
-            args=list(self.ctx.args),
-            kwargs=self.ctx.kwargs,
-            headers=meta.to_header(),
-            exc_type=type(exc).__name__,
-            exc_message=str(exc)[:4000],
-            traceback=tb[-16000:],
-            attempts=list(meta.history),
-            first_seen=meta.first_seen,
-            hostname=self.ctx.hostname,
-            options=dlq_message.from_request(self.task.request),
-        )
+        entry = records.dead_letter_entry(self.ctx, self.task.request, reason, exc)
         try:
             if not self.runtime.dlq.add(entry):  # this message is dead-lettered already (a redelivery)
                 log.info("%s[%s] was dead-lettered before as %s", self.ctx.task_name, self.ctx.task_id, entry.id)
@@ -407,21 +378,8 @@ class Delivery:
         loses nothing. Its arguments, options and custom headers are this one's, changed by
         ``call`` (a ``retry()``); returns its generation."""
         next_gen = self.ctx.meta.gen + 1 if self.claimed else self.ctx.meta.gen
-        meta = self.ctx.meta.successor(gen=next_gen)
-        req = self.task.request
-        options = dict(call.options) if call is not None else {}
-        headers = {k: v for k, v in (getattr(req, "headers", None) or {}).items() if k not in OWN_HEADERS}
-        headers.update(options.pop("headers", None) or {})
-        headers[HEADER] = meta.to_header()
-        if park:
-            headers[PARK_HEADER] = self.ctx.task_name
-        args, kwargs = self.ctx.args, self.ctx.kwargs
-        if call is not None:
-            args, kwargs = next_arguments(self.task.run, (args, kwargs), call)
-        sig = self.task.signature_from_request(
-            req, tuple(args), kwargs, countdown=None if park else max(delay, 0.001),
-            retries=(req.retries or 0) + retries, headers=headers, stalwart_successor=True, **options,
-        )
+        sig = successor.signature(self.task, self.ctx, gen=next_gen, delay=delay, retries=retries, call=call,
+                                  park=park)
         try:
             sig.apply_async()
         except Exception as err:  # broker unreachable (kombu/redis errors): hand the job back
