@@ -4,17 +4,20 @@ left in any string, whatever the message held."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stalwart.console.context import basic_login
+from stalwart.app import Stalwart
+from stalwart.console.context import Console, basic_login
 from stalwart.console.views import detail, parameter_names, row, scrubbed_call
 from stalwart.dlq.display import show, visible
 from stalwart.dlq.entry import DeadLetter
 from stalwart.ops.scrub import FILTERED
+from stalwart.settings import Settings
 
 NASTY = "\x1b[31mred\x1b[0m \x1b]8;;http://evil.example\x07link \u202eesrever \x00nul\r"
 INVISIBLE = set(range(0x00, 0x09)) | set(range(0x0B, 0x20)) | set(range(0x7F, 0xA0)) | {
@@ -132,3 +135,17 @@ def test_basic_login_parsing() -> None:
     assert basic_login("Basic dmlld2VyOnB3OmV4dHJh") == ("viewer", "viewer:pw:extra")
     for bad in (None, "", "Bearer x", "Basic !!!", "Basic //79"):
         assert basic_login(bad) is None
+
+
+def test_who_is_read_only() -> None:
+    viewer = "Basic " + base64.b64encode(b"viewer:pw").decode()
+    ops = "Basic " + base64.b64encode(b"ops:pw").decode()
+    settings = Settings(console_readonly_auth=("viewer:pw",))
+    console = Console(Stalwart("ro", settings=settings, set_as_current=False))
+    assert (console.readonly(viewer), console.readonly(ops), console.readonly(None)) == (True, False, False)
+    assert console.is_readonly_login(viewer)
+    assert not console.is_readonly_login("Basic " + base64.b64encode(b"viewer:wrong").decode())
+    everyone = Console(Stalwart("ro", settings=Settings(console_readonly=True), set_as_current=False))
+    assert everyone.readonly(ops)
+    flowers = Console(Stalwart("ro", settings=Settings(), set_as_current=False), flower_read_only=True)
+    assert flowers.readonly(ops)  # Flower's own --read_only makes the console read-only too
