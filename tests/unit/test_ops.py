@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import pytest
 from stalwart.errors import ConfigurationError
 from stalwart.ops.server import OpsConfig, OpsServer, OpsState
 from stalwart.settings import Settings
+from stalwart.testing import wait_until
 
 
 class Clock:
@@ -112,3 +114,67 @@ def test_endpoints_answer_json_and_prometheus_text(server: OpsServer) -> None:
     assert code == 503
     assert json.loads(body)["reasons"] == ["draining: the worker is shutting down"]
     assert get(server, "/nope")[0] == 404
+
+
+def test_health_fails_when_work_waits_free_slots_exist_and_nothing_was_taken() -> None:
+    clock = Clock()
+    waiting = {"celery": 5}
+    state = OpsState(stale_seconds=10, clock=clock, ready=lambda lists: sum(waiting.get(n, 0) for n in lists))
+    state.consuming = True
+    state.beat()
+    state.took(clock.now, ("celery",), free_slots=True)
+    clock.now += 11
+    state.beat()  # the loop turns: only the not-taking rule can fail it
+    code, body = state.health()
+    assert code == 503
+    assert body["reasons"] == ["consumer took nothing for 11.0s while 5 messages wait and it has a free slot"]
+    state.took(None, ("celery",), free_slots=False)  # every slot busy: waiting is expected
+    assert state.health()[0] == 200
+    state.took(None, ("celery",), free_slots=True)
+    waiting["celery"] = 0  # nothing to take
+    assert state.health()[0] == 200
+    waiting["celery"] = 5
+    state.took(clock.now - 1, ("celery",), free_slots=True)  # it took one a second ago
+    assert state.health()[0] == 200
+    clock.now += 20
+    state.draining = True
+    assert state.health()[0] == 200
+
+
+def test_an_unreachable_broker_does_not_fail_health() -> None:
+    clock = Clock()
+
+    def unreachable(lists: tuple[str, ...]) -> int:
+        raise ConnectionError("refused")
+
+    state = OpsState(stale_seconds=1, clock=clock, ready=unreachable, consuming=True)
+    state.beat()
+    state.took(clock.now, ("celery",), free_slots=True)
+    clock.now += 5
+    state.beat()
+    assert state.health()[0] == 200  # /readyz reports the broker; liveness does not restart for it
+
+
+def test_the_server_serves_a_bounded_number_of_connections_at_once() -> None:
+    state = OpsState(consuming=True)
+    state.beat()
+    srv = OpsServer(OpsConfig(port=0, host="127.0.0.1"), state, lambda: b"", max_connections=2).start()
+    idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(2)]
+    try:
+        extra = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        assert extra.recv(1) == b""  # accepted in order after the two idle ones, and closed: no third thread
+        extra.close()
+        assert srv.refused >= 1
+    finally:
+        for conn in idle:
+            conn.close()
+    wait_until(lambda: answers(srv), 10)  # the slots came back
+    srv.stop()
+
+
+def answers(server: OpsServer) -> bool:
+    """Whether /healthz answers 200 (a refused connection is a no, not an error)."""
+    try:
+        return get(server, "/healthz")[0] == 200
+    except (ConnectionError, OSError):
+        return False
