@@ -17,6 +17,8 @@ pytestmark = pytest.mark.integration
 TASK_MODULES = "tests.integration.jobs,tests.integration.jobs_envelope"
 JOBS = "tests.integration.jobs."
 MORE = "tests.integration.jobs_envelope."
+LONG = "tests.integration.jobs_long."
+LONG_MODULES = "tests.integration.jobs,tests.integration.jobs_long"
 
 
 @pytest.fixture
@@ -204,3 +206,66 @@ def test_countdown_job_waits_in_the_delayed_set_not_in_a_worker(
     assert stamps(r, "later")[0] >= due
     assert r.zcard(delayed) == 0
     wait_until(lambda: r.hlen("unacked") == 0, message="job still unacked after running")
+
+
+# -- a job running longer than its state's TTL (issue 10.2) -------------------------------------
+
+
+def test_a_job_running_longer_than_its_state_ttl_keeps_its_claim_and_commits_once(
+    app: Stalwart, r: redis.Redis, make_worker: Callable[..., WorkerProcess]
+) -> None:
+    """The job hash lives 2 s (STALWART_DONE_TTL) and the body runs 5 s: lease renewals keep the
+    hash alive, so the commit lands (it used to find the hash gone, and the job was acknowledged
+    without its effect)."""
+    make_worker(env={"STALWART_TASK_MODULES": LONG_MODULES, "STALWART_DONE_TTL": "2",
+                     "STALWART_LEASE_SECONDS": "1"})
+    result = app.send_task(LONG + "long_commit", args=["outlives", 5.0])
+    job = app.stalwart.keys.job(f"t:{result.id}")
+
+    def settled() -> bool:
+        return (r.get("starts:outlives") == b"1" and r.llen("celery") == 0 and r.hlen("unacked") == 0
+                and r.zcard(app.stalwart.keys.delayed("celery")) == 0)
+
+    wait_until(settled, 40, 0.2, message="the long job never settled")
+    assert count(r, "effect:outlives") == 1
+    assert count(r, "starts:outlives") == 1
+    assert r.hget(job, "state") == b"done"
+
+
+# -- Celery's retry() API and custom headers (issue 10.6) ---------------------------------------
+
+
+@pytest.fixture
+def long_worker(make_worker: Callable[..., WorkerProcess]) -> WorkerProcess:
+    return make_worker(env={"STALWART_TASK_MODULES": LONG_MODULES})
+
+
+def test_retry_runs_with_its_new_arguments_and_limit_and_keeps_custom_headers(
+    app: Stalwart, r: redis.Redis, long_worker: WorkerProcess
+) -> None:
+    """retry(args=, kwargs=, max_retries=10) on a task with max_retries=5: 11 runs, each with the
+    arguments the previous one asked for, each seeing the tenant header set at enqueue."""
+    app.send_task(LONG + "retry_with", args=["r1"], headers={"tenant": "acme"})
+    wait_until(lambda: r.llen("runs:r1") >= 11, 60, message="retried fewer than 11 times")
+    runs = [v.decode() for v in r.lrange("runs:r1", 0, -1)]
+    assert runs == [f"{n}:{n}:acme" for n in range(11)]
+    assert app.stalwart.dlq.stats()["total"] == 0
+
+
+def test_retry_past_max_retries_raises_its_exc_and_dead_letters_as_exhausted(
+    app: Stalwart, r: redis.Redis, long_worker: WorkerProcess
+) -> None:
+    result = app.send_task(LONG + "retry_past_limit", args=["p1"])
+    entry = dead_letter(app, result.id)
+    assert (entry.reason, entry.exc_type) == ("exhausted", "KeyError")
+    assert count(r, "attempts:p1") == 2  # max_retries=1: the first run and one retry
+
+
+def test_retry_without_throw_lets_the_body_go_on_and_the_retry_still_runs(
+    app: Stalwart, r: redis.Redis, long_worker: WorkerProcess
+) -> None:
+    result = app.send_task(LONG + "retry_no_throw", args=["n1"])
+    wait_until(lambda: count(r, "runs:n1") == 2, 30, message="the retry never ran")
+    wait_until(lambda: r.hget(app.stalwart.keys.job(f"t:{result.id}"), "state") == b"done", 30)
+    assert count(r, "runs:n1") == 2
+    assert count(r, "went_on:n1") == 1  # the first run went on past retry(throw=False)
