@@ -151,9 +151,12 @@ def test_breakers_limits_switches_and_queues(app: Stalwart, ops: Client) -> None
     assert ops.post("/api/stalwart/switches", {"pattern": pattern, "state": "asleep"})[0] == 400
     assert ops.post("/api/stalwart/switches", {"pattern": pattern, "state": "resume"})[1]["resumed"] is True
 
+    before = next(q["ready"] for q in ops.get("/api/stalwart/queues")[1]["queues"] if q["queue"] == "celery")
+    app.send_task("api.urgent", queue="celery", priority=9)  # kept in the queue's priority list
     queues = ops.get("/api/stalwart/queues")[1]
     [celery] = [q for q in queues["queues"] if q["queue"] == "celery"]
-    assert celery["ready"] >= 300  # the bulk replay's messages; no worker runs here
+    assert celery["ready"] == before + 1
+    assert celery["ready"] >= 301  # and the bulk replay's messages: no worker runs here
     assert celery["oldest_age_seconds"] is not None
     assert len(queues["dlq_per_minute"]) == 360
     assert sum(p["count"] for p in queues["dlq_per_minute"]) >= 420

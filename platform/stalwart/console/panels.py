@@ -99,12 +99,26 @@ def resume(console: Console, pattern: str, who: str, seen: list[str]) -> bool:
 # -- queues ---------------------------------------------------------------------------------------
 
 
+SEP = "\x06\x16"  # kombu's separator between a queue's name and its priority lists
+
+
 def queue_names(console: Console, delayed: dict[str, int]) -> list[str]:
     conf = console.capp.conf
+    prefix = console.settings.broker_keyprefix
     names = {str(conf.task_default_queue or "celery")}
     names |= {str(q.name) for q in (conf.task_queues or ()) if getattr(q, "name", None)}
-    names |= {key.split("\x06\x16")[0] for key in delayed}
+    names |= {key.removeprefix(prefix).split(SEP)[0] for key in delayed}
     return sorted(names)
+
+
+def queue_lists(console: Console, name: str) -> list[str]:
+    """The broker lists holding a queue's ready messages: one per priority step (kombu's names,
+    with the broker's key prefix)."""
+    options = console.capp.conf.broker_transport_options or {}
+    steps = options.get("priority_steps") or [0]
+    sep = options.get("sep", SEP)
+    prefix = console.settings.broker_keyprefix
+    return [f"{prefix}{name}{sep}{step}" if step else f"{prefix}{name}" for step in steps]
 
 
 def _sent_ms(raw: bytes | None) -> int | None:
@@ -118,22 +132,28 @@ def _sent_ms(raw: bytes | None) -> int | None:
     return int(sent) if isinstance(sent, (int, float)) and not isinstance(sent, bool) else None
 
 
+def _queue_row(console: Console, name: str, delayed: dict[str, int], now: int) -> dict[str, Any]:
+    rt = console.runtime
+    lists = queue_lists(console, name)
+    lengths = broker_store.list_lengths(rt.broker_redis, lists)
+    sent = [s for key, n in zip(lists, lengths, strict=True) if n
+            for s in (_sent_ms(looks.oldest(rt.broker_redis, key)),) if s is not None]
+    prefix = console.settings.broker_keyprefix
+    return {"queue": name, "ready": sum(lengths),
+            "delayed": sum(n for key, n in delayed.items() if key.removeprefix(prefix).split(SEP)[0] == name),
+            "oldest_age_seconds": round(max(0, now - min(sent)) / 1000, 1) if sent else None}
+
+
 def queues(console: Console) -> dict[str, Any]:
     """Ready, delayed and in flight per queue, the age of each queue's oldest ready job, and DLQ
     additions per minute over the last six hours."""
     rt = console.runtime
     delayed = rt.delayed.depth()
-    names = queue_names(console, delayed)
-    lengths = broker_store.list_lengths(rt.broker_redis, names)
     now = looks.now_ms(rt.broker_redis)
-    rows = []
-    for name, ready in zip(names, lengths, strict=True):
-        sent = _sent_ms(looks.oldest(rt.broker_redis, name)) if ready else None
-        rows.append({"queue": name, "ready": ready,
-                     "delayed": sum(n for key, n in delayed.items() if key.split("\x06\x16")[0] == name),
-                     "oldest_age_seconds": None if sent is None else round(max(0, now - sent) / 1000, 1)})
+    rows = [_queue_row(console, name, delayed, now) for name in queue_names(console, delayed)]
     per_minute = rt.dlq.per_minute()
     minute = now // 60_000
     series = [{"minute": m, "count": per_minute.get(m, 0)} for m in range(minute - CHART_MINUTES + 1, minute + 1)]
-    return show_map({"queues": rows, "in_flight": broker_store.unacked_count(rt.broker_redis),
-                 "dlq_per_minute": series, "now": now})
+    unacked = f"{console.settings.broker_keyprefix}unacked"
+    return show_map({"queues": rows, "in_flight": broker_store.unacked_count(rt.broker_redis, unacked),
+                     "dlq_per_minute": series, "now": now})
