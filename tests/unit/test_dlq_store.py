@@ -229,3 +229,19 @@ def test_no_entry_id_collides_with_another_structure(r: redis.Redis, crafted: st
     assert dlq.purge(Filter()) == 3
     assert dlq.stats()["by_reason"] == {}
     assert r.hlen(dlq.store.entries_key) == 0
+
+
+def test_a_reused_source_of_another_job_is_a_new_entry_not_a_hidden_death(r: redis.Redis) -> None:
+    """A message can carry any source (its message id): only a redelivery of the same job, same
+    task id, is folded into the entry that holds it; any other death gets its own entry."""
+    dlq = make_dlq(r)
+    first = DeadLetter(reason="exhausted", task="jobs.a", task_id="t-1", source="msg-1", options={})
+    redelivered = DeadLetter(reason="poison", task="jobs.a", task_id="t-1", source="msg-1", options={})
+    crafted = DeadLetter(reason="permanent", task="jobs.b", task_id="t-2", source="msg-1", options={})
+    assert dlq.add(first)
+    assert not dlq.add(redelivered)
+    assert redelivered.id == first.id  # the caller learns where the job's death is recorded
+    assert dlq.add(crafted)
+    assert crafted.id != first.id
+    assert sorted(e.task_id for e in dlq.iter()) == ["t-1", "t-2"]
+    assert dlq.stats()["by_reason"] == {"exhausted": 1, "permanent": 1}
