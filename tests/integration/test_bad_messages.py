@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import pickle
+import re
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import redis
 
 from stalwart.app import Stalwart
 from stalwart.testing import WorkerProcess, wait_until
+from tests.fuzz_items import Generator
 
 pytestmark = pytest.mark.integration
 
@@ -181,3 +183,68 @@ def test_a_tagged_non_envelope_is_dead_lettered_once_and_not_redelivered(
     wait_until(lambda: r.hlen("unacked") == 0, 10, message="unacked record left behind")
     [entry] = app.stalwart.dlq.iter()
     assert (entry.source, entry.reason) == ("tag-1", "malformed")
+
+
+# -- generated bad items among valid jobs: every one accounted for -----------------------------------
+
+NUMBERED = re.compile(rb"fz-(?:id-|msg-|mut-)?(\d+)")
+
+
+def _number(text: str | bytes | None) -> int | None:
+    data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else (text or b"")
+    match = NUMBERED.search(data)
+    return int(match.group(1)) if match else None
+
+
+def outcomes(app: Stalwart, r: redis.Redis) -> tuple[Counter[int], Counter[str], list[str]]:
+    """(item numbers seen run/dead/delayed, raw texts of unnumbered DLQ entries, DLQ reasons)."""
+    numbered: Counter[int] = Counter()
+    unnumbered: Counter[str] = Counter()
+    reasons = []
+    for task_id in r.lrange("fz:ran", 0, -1):
+        numbered[_number(task_id) or -1] += 1
+    for entry in app.stalwart.dlq.iter():
+        reasons.append(entry.reason)
+        n = next((m for m in map(_number, (entry.task_id, entry.source, entry.raw)) if m is not None), None)
+        if n is None:
+            unnumbered[entry.raw or ""] += 1
+        else:
+            numbered[n] += 1
+    for list_key in r.smembers(app.stalwart.keys.registry("delayed")):
+        for payload in r.zrange(app.stalwart.keys.delayed(list_key.decode()), 0, -1):
+            numbered[_number(payload) or -1] += 1
+    return numbered, unnumbered, reasons
+
+
+def test_generated_bad_items_among_valid_jobs_are_all_accounted_for(
+    app: Stalwart, make_worker: Callable[..., WorkerProcess], r: redis.Redis
+) -> None:
+    generator = Generator(seed=9)
+    items = [generator.item(n) for n in range(250)]
+    for n, item in enumerate(items):
+        r.lpush("celery", item)
+        if n % 5 < 2:  # 100 valid jobs among them, a bad item in front of each
+            app.send_task(RECORD, args=[f"ok{n}"])
+    worker = make_worker(env={"STALWART_TASK_MODULES": "tests.integration.jobs,tests.integration.jobs_fuzz"})
+
+    expected_numbered = Counter(n for n, item in enumerate(items) if _number(item) is not None)
+    expected_raw = Counter(raw_text(item[: 64 * 1024]) for item in items if _number(item) is None)
+
+    def settled() -> bool:
+        numbered, unnumbered, _ = outcomes(app, r)
+        return (len(r.keys("effect:ok*")) == 100 and r.llen("celery") == 0 and r.hlen("unacked") == 0
+                and sum(numbered.values()) + sum(unnumbered.values()) >= len(items))
+
+    wait_until(settled, 150, 0.5, "the worker did not settle every item")
+    numbered, unnumbered, reasons = outcomes(app, r)
+    assert numbered == expected_numbered  # each item run once, dead-lettered once, or delayed: never twice
+    assert unnumbered == expected_raw  # unreadable items are dead-lettered with their raw bytes
+    assert set(reasons) <= {"malformed", "expired", "bad_arguments", "unregistered", "poison", "refused_content"}
+    assert all(int(v) == 1 for v in r.mget(r.keys("effect:ok*")))
+    assert r.xlen(app.stalwart.keys.prefix + ":{broker}:quarantine") == 0
+    log = worker.log()
+    assert worker.alive
+    assert "CRITICAL" not in log
+    assert "Unrecoverable" not in log
+    app.send_task(RECORD, args=["after"])  # and it is still consuming
+    wait_until(lambda: r.get("effect:after") == b"1", 30, message="the worker stopped consuming")

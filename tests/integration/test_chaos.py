@@ -142,3 +142,33 @@ def test_redis_restart_mid_load_loses_nothing(
         logs = "\n".join(w.log()[-3000:] for w in workers)
         pytest.fail(f"{_diagnose(app, r, RECORD_ONCE, keys, workers)}\n{logs}")
     _assert_exact(app, r, RECORD_ONCE, keys)
+
+
+def test_a_message_that_kills_the_consumer_costs_at_most_max_fetches_crashes(
+    r: redis.Redis, worker_env: dict[str, str], make_worker: Callable[..., WorkerProcess]
+) -> None:
+    """The crash-loop guard: the message kills the worker's main process each time it is received;
+    the fetch script quarantines it on its fourth fetch (STALWART_MAX_FETCHES=3) as poison."""
+    env = {"STALWART_TASK_MODULES": "tests.integration.jobs,tests.integration.jobs_fuzz",
+           "STALWART_RECOVERY_SECONDS": "3"}
+    app = make_app({**worker_env, **env})
+    app.send_task("tests.integration.jobs_fuzz.record_any", task_id="kill-consumer-1")
+    for i in range(20):
+        app.send_task("tests.integration.jobs.record", args=[f"kc{i}"])
+    worker, crashes = make_worker(env=env, start=False).start(wait=False), 0
+
+    def poisoned() -> bool:
+        nonlocal worker, crashes
+        if not worker.alive:  # it died of the message: start another, as a supervisor would
+            crashes += 1
+            worker = make_worker(env=env, start=False).start(wait=False)
+        return any(e.task_id == "kill-consumer-1" for e in app.stalwart.dlq.iter())
+
+    wait_until(poisoned, 120, 0.2, "the consumer killer was never dead-lettered")
+    [entry] = [e for e in app.stalwart.dlq.iter() if e.task_id == "kill-consumer-1"]
+    assert entry.reason == "poison"
+    assert "kill-consumer-1" in (entry.raw or "")  # the raw message is kept
+    assert 1 <= crashes <= 3
+    wait_until(lambda: counts(r, "effect", [f"kc{i}" for i in range(20)]) == {f"kc{i}": 1 for i in range(20)}, 60)
+    assert worker.alive
+    assert r.hlen("unacked") == 0
