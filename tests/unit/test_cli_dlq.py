@@ -198,7 +198,7 @@ def test_replay_republishes_with_fresh_header_then_removes(dlq: DeadLetterQueue,
     code, out, _ = run("dlq", "replay", "e1")
     assert code == 0
     assert "replayed 1 entry" in out
-    assert r.hgetall(job_hash) == {b"gen": b"4"}  # revived: no claim, generation above every copy
+    assert r.hgetall(job_hash) == {b"gen": b"4", b"task": b"tid-e1"}  # revived: no claim, gen above every copy
     [message] = queued_messages(r)
     headers = message["headers"]
     assert headers["id"] == "tid-e1"
