@@ -130,6 +130,13 @@ def test_a_bulk_replay_runs_in_the_background_with_progress_and_is_audited(
     assert (done["who"], done["count"]) == ("ops", 300)
     assert any(j["id"] == job["id"] for j in ops.get("/api/stalwart/jobs")[1]["jobs"])
     assert ops.post("/api/stalwart/dead-letters/confirm", {"plan": "0000"})[0] == 400
+    for bad in ({"since": "yesterday"}, {"since_ms": "1"}, {"task": ["a"]}, {"colour": "red"}):
+        status, answer = ops.post("/api/stalwart/dead-letters/dry-run", {"action": "purge", "filter": bad})
+        assert status == 400, (bad, answer)
+    status, started = ops.post("/api/stalwart/dead-letters/dry-run",
+                               {"action": "purge", "filter": {"task": "api.task_a", "since": "1h", "until": "0s"}})
+    assert status == 202
+    assert started["job"]["selection"]["filter"]["since_ms"] < started["job"]["selection"]["filter"]["until_ms"]
 
 
 def test_breakers_limits_switches_and_queues(app: Stalwart, ops: Client) -> None:

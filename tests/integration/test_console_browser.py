@@ -207,7 +207,7 @@ def test_purge_by_filter(stack: Stack) -> None:
         stack.dead_job(stack.app.send_task(PERMANENT, (key,)).id)
     others = stack.app.stalwart.dlq.count() - 3
     ctx = stack.context()
-    page = stack.page(ctx, f"/stalwart/dead-letters?task={PERMANENT}&q=purge-")
+    page = stack.page(ctx, f"/stalwart/dead-letters?task={PERMANENT}&q=purge-&since=1h")
     expect(rows(page)).to_have_count(3)
     page.click("#purge-matching")
     expect(page.locator("#plan-summary")).to_have_text("Purge will delete 3 entries. This cannot be undone.")

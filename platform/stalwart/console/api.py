@@ -16,7 +16,8 @@ from stalwart.console.base import ApiHandler, guard
 from stalwart.dlq.bulk import Selection
 from stalwart.dlq.entry import Filter
 from stalwart.dlq.replay import ReplayReport
-from stalwart.errors import DLQError
+from stalwart.dlq.times import parse_time
+from stalwart.errors import DLQError, EntryNotFound
 
 PAGE_LIMIT = 200
 
@@ -71,7 +72,7 @@ class EntryAction(ApiHandler):
         if action == "purge":
             purged = await self.blocking(self.console.runtime.dlq.remove, [entry_id], "purged")
             if not purged:
-                raise DLQError(f"no dead-letter entry {entry_id!r} (already replayed or purged?)")
+                raise EntryNotFound(f"no dead-letter entry {entry_id!r} (already replayed or purged?)")
             await self.blocking(self.console.audit.record, self.who, "purge", entry_id, 1)
             self.send({"purged": 1})
             return
@@ -91,15 +92,21 @@ def selection_of(data: dict[str, Any]) -> Selection:
     raw = data.get("filter")
     if not isinstance(raw, dict):
         raise DLQError("say which entries: ids, or a filter (an empty filter means every entry)")
-    known = {"queue", "task", "reason", "since_ms", "until_ms", "cause", "search"}
+    known = {"queue", "task", "reason", "since", "until", "since_ms", "until_ms", "cause", "search"}
     unknown = set(raw) - known
     if unknown:
         raise DLQError(f"unknown filter fields: {', '.join(sorted(unknown))}")
     values = {k: v for k, v in raw.items() if v not in (None, "")}
-    try:
-        return Selection(flt=Filter(**values))
-    except TypeError as exc:
-        raise DLQError(f"bad filter: {exc}") from None
+    for name in ("since", "until"):  # as typed in the page's filter: ISO-8601, relative or epoch ms
+        if name in values:
+            values[f"{name}_ms"] = parse_time(str(values.pop(name)))
+    for name in ("since_ms", "until_ms"):
+        if name in values and (isinstance(values[name], bool) or not isinstance(values[name], int)):
+            raise DLQError(f"{name} must be epoch milliseconds")
+    for name in ("queue", "task", "reason", "cause", "search"):
+        if name in values and not isinstance(values[name], str):
+            raise DLQError(f"{name} must be text")
+    return Selection(flt=Filter(**values))
 
 
 class DryRun(ApiHandler):

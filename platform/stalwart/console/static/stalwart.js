@@ -203,12 +203,11 @@
     }
 
     function selectionOfFilter() {
+      // The filter as typed: the server reads the times (ISO-8601, relative or epoch ms) as it
+      // does for the listing, so the action selects exactly what the table shows.
       const f = filters();
-      const keep = {queue: f.queue, task: f.task, reason: f.reason, cause: f.cause, search: f.q};
-      const parse = (v) => (/^\d{11,14}$/.test(v) ? Number(v) : Date.parse(/[zZ]|[+-]\d\d:\d\d$/.test(v) ? v : v + "Z"));
-      if (f.since) { keep.since_ms = parse(f.since); }
-      if (f.until) { keep.until_ms = parse(f.until); }
-      return {filter: keep};
+      return {filter: {queue: f.queue, task: f.task, reason: f.reason, cause: f.cause, search: f.q,
+        since: f.since, until: f.until}};
     }
 
     function row(entry) {
