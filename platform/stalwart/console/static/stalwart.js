@@ -497,7 +497,10 @@
         el("td", {class: "text-end", text: q.oldest_age_seconds === null ? "—" : q.oldest_age_seconds + " s"}))));
       $("m-inflight").textContent = num(data.in_flight);
       $("m-dlq-hour").textContent = num(data.dlq_per_minute.slice(-60).reduce((a, p) => a + p.count, 0));
-      fill($("dlq-chart"), [chart(data.dlq_per_minute)]);
+      const peak = Math.max(0, ...data.dlq_per_minute.map((p) => p.count));
+      fill($("dlq-chart"), [chart(data.dlq_per_minute),
+        el("div", {class: "stalwart-axis-row"}, el("span", {text: "6 h ago"}),
+          el("span", {text: "peak " + num(peak) + " per minute"}), el("span", {text: "now"}))]);
     });
   }
 
