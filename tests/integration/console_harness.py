@@ -35,9 +35,11 @@ DOCS = REPO_ROOT / "docs"
 class Console:
     """``stalwart flower -A workers.app`` on a free loopback port, behind basic auth."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, extra_env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        self.prefix = next((a.split("=", 1)[1] for a in args if a.startswith("--url_prefix=")), "")
         self.log_path = log_path
         full = {**os.environ, **env, "FLOWER_BASIC_AUTH": OPERATOR, "STALWART_CONSOLE_READONLY_AUTH": VIEWER,
                 "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p),
@@ -45,7 +47,7 @@ class Console:
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "stalwart.cli.main", "flower", "-A", "workers.app", f"--port={self.port}",
-                 "--address=127.0.0.1", "--persistent=False"],
+                 "--address=127.0.0.1", "--persistent=False", *args],
                 env=full, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO_ROOT,
             )
 
@@ -56,12 +58,13 @@ class Console:
         def ready() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"stalwart flower exited:\n{self.log()[-3000:]}")
-            return self.client().get("/api/stalwart/csrf")[0] == 200 and "Connected to" in self.log()
+            return self.client().get(f"{self.client().prefix}/api/stalwart/csrf")[0] == 200 and \
+                "Connected to" in self.log()
 
         wait_until(ready, 60, 0.2, "stalwart flower did not start")
 
     def client(self, auth: str | None = OPERATOR) -> Client:
-        return Client(self.base, auth)
+        return Client(self.base, auth, f"/{self.prefix}" if self.prefix else "")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -76,9 +79,10 @@ class Console:
 class Client:
     """HTTP with basic auth and a cookie jar (for the ``_xsrf`` cookie)."""
 
-    def __init__(self, base: str, auth: str | None) -> None:
+    def __init__(self, base: str, auth: str | None, prefix: str = "") -> None:
         self.base = base
         self.auth = auth
+        self.prefix = prefix  # Flower's --url_prefix, for the CSRF token's path
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
 
     def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
@@ -106,7 +110,7 @@ class Client:
         return self.request("GET", path)
 
     def token(self) -> str:
-        status, data = self.get("/api/stalwart/csrf")
+        status, data = self.get(f"{self.prefix}/api/stalwart/csrf")
         assert status == 200, data
         return str(data["token"])
 
@@ -116,8 +120,10 @@ class Client:
 
 
 @contextmanager
-def console(env: dict[str, str], log_path: Path, extra_env: dict[str, str] | None = None) -> Iterator[Console]:
-    server = Console(env, log_path, extra_env)
+def console(env: dict[str, str], log_path: Path, extra_env: dict[str, str] | None = None,
+            prefix: str = "") -> Iterator[Console]:
+    """A running console; ``prefix`` runs it under Flower's ``--url_prefix``."""
+    server = Console(env, log_path, extra_env, (f"--url_prefix={prefix.strip('/')}",) if prefix else ())
     try:
         server.wait_ready()
         yield server

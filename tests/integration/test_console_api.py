@@ -194,3 +194,19 @@ def test_read_only_mode_shows_no_action_and_refuses_every_post(
             assert (status, answer) == (403, {"error": "the console is read-only"}), path
         assert ops.get("/api/stalwart/dead-letters")[0] == 200
     assert app.stalwart.dlq.get(entry.id).id == entry.id
+
+
+def test_under_flowers_url_prefix(app: Stalwart, env: dict[str, str], tmp_path: Path) -> None:
+    entry = dead(6000, source="prefix-6000", task_id="prefix-6000")
+    app.stalwart.dlq.add(entry)
+    with console(env, tmp_path / "flower-prefix.log", prefix="/ops") as prefixed:
+        ops = prefixed.client()
+        status, page = ops.get("/ops/stalwart/dead-letters")
+        assert status == 200
+        for link in ('data-api="/ops/api/stalwart"', 'data-base="/ops"', 'src="/ops/stalwart/static/stalwart.js"',
+                     'href="/ops/stalwart/static/stalwart.css"', 'href="/ops/stalwart/causes"', 'href="/ops/tasks"'):
+            assert link in page, link
+        assert ops.get(f"/ops/stalwart/dead-letters/{entry.id}")[0] == 200
+        assert f'href="/ops/task/{entry.task_id}"' in ops.get(f"/ops/stalwart/dead-letters/{entry.id}")[1]
+        assert ops.get("/ops/stalwart/static/stalwart.js")[0] == 200
+        assert ops.post(f"/ops/api/stalwart/dead-letters/{entry.id}/purge") == (200, {"purged": 1})
