@@ -63,8 +63,8 @@ class Stalwart(celery.Celery):
             "stalwart_max_fetches": settings.max_fetches,
             "stalwart_prefix": settings.prefix,
             # A command on a dead connection fails instead of hanging the worker's main loop.
-            "socket_timeout": max(5.0, recovery * 0.5),
-            "socket_connect_timeout": 5.0,
+            "socket_timeout": min(10.0, max(2.0, recovery * 0.15)),
+            "socket_connect_timeout": min(10.0, max(2.0, recovery * 0.15)),
         }
         if settings.broker_keyprefix:
             transport["global_keyprefix"] = settings.broker_keyprefix

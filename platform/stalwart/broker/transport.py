@@ -33,7 +33,9 @@ from typing import Any
 from weakref import WeakSet
 
 from kombu.transport import redis as kombu_redis
+from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
+from redis.retry import Retry
 
 from stalwart.broker import decode
 from stalwart.broker.restore import RestoringChannel, RestoringQoS
@@ -101,6 +103,19 @@ class Channel(RestoringChannel):
         registry = getattr(self.connection, "stalwart_channels", None)
         if registry is not None:
             registry.add(self)
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        """kombu's redis-py connection parameters, with redis-py's own retries bounded.
+
+        A command on a dead or frozen connection blocks the worker's event loop for a socket
+        timeout per attempt, and redis-py 6+ makes four attempts with backoff: one retry (on a
+        fresh connection) for the pooled clients; none for the consumer's own connection, whose
+        errors kombu and Celery handle by reconnecting it (a socket replaced behind kombu's poller
+        would never be polled).
+        """
+        params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)  # type: ignore[misc] # kombu's
+        params["retry"] = Retry(NoBackoff(), 0 if asynchronous else 1)
+        return params
 
     # -- consuming ---------------------------------------------------------------------------
 
