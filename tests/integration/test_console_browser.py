@@ -23,7 +23,9 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 from stalwart.app import Stalwart
 from stalwart.dev.embedded import RedisServer
 from stalwart.dlq.entry import DeadLetter, Filter
+from stalwart.policies.switches import parked_counts
 from stalwart.settings import Settings
+from stalwart.store.keys import Keys
 from stalwart.testing import WorkerProcess, wait_until
 from tests.integration.console_harness import (
     CONSOLE_TASKS,
@@ -157,15 +159,19 @@ def test_pages_refresh_on_their_own_keeping_filters_and_selection_and_pause_when
     expect(page.locator("#replay-selected")).to_have_text("Replay selected (1)…")
 
     page.evaluate("""() => {
-        window.stalwartFetches = 0;
-        const fetch = window.fetch;
-        window.fetch = (...args) => { window.stalwartFetches += 1; return fetch(...args); };
         Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});
         document.dispatchEvent(new Event('visibilitychange'));
     }""")
     expect(page.locator("#refresh-status")).to_have_text("Paused while the tab is hidden")
+    page.wait_for_timeout(1000)  # a refresh under way when the tab was hidden ends
+    page.evaluate("""() => {
+        window.stalwartFetches = 0;
+        const fetch = window.fetch;
+        window.fetch = (...args) => { window.stalwartFetches += 1; return fetch(...args); };
+    }""")
     page.wait_for_timeout(5000)  # more than one refresh period: nothing may be fetched meanwhile
     assert page.evaluate("window.stalwartFetches") == 0
+    expect(page.locator("#refresh-status")).to_have_text("Paused while the tab is hidden")
     page.evaluate("""() => {
         Object.defineProperty(document, 'hidden', {configurable: true, get: () => false});
         document.dispatchEvent(new Event('visibilitychange'));
@@ -228,9 +234,9 @@ def test_pause_and_resume_a_task_pattern(stack: Stack) -> None:
     row = page.locator('#switch-rows tr[data-pattern="tests.integration.jobs.rec*"]')
     expect(row).to_contain_text("paused")
 
+    page.wait_for_timeout(1000)  # a switch reaches every worker within a second (their cache: 0.25 s)
     stack.app.send_task(RECORD, ("while-paused",))
-    stack.app.send_task(PERMANENT, ("after-pause",))  # runs: not matched by the pattern
-    stack.dead(PERMANENT, 1)
+    wait_until(lambda: parked_counts(stack.r, Keys()).get(RECORD), 30, 0.05, "the paused job was not parked")
     assert stack.r.get("effect:while-paused") is None
 
     row.locator(".switch-resume").click()

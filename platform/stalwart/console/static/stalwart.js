@@ -78,6 +78,10 @@
     const status = $("refresh-status");
     const dot = $("live-dot");
     let running = false;
+    function paused() {
+      status.textContent = "Paused while the tab is hidden";
+      dot.classList.remove("status-dot-live");
+    }
     async function tick() {
       if (document.hidden || running) { return; }
       running = true;
@@ -90,14 +94,12 @@
         showError(err.message);
         status.textContent = "Update failed";
         dot.classList.remove("status-dot-live");
-      } finally { running = false; }
+      } finally {
+        running = false;
+        if (document.hidden) { paused(); }  // hidden while this refresh ran
+      }
     }
-    document.addEventListener("visibilitychange", () => {
-      if (document.hidden) {
-        status.textContent = "Paused while the tab is hidden";
-        dot.classList.remove("status-dot-live");
-      } else { tick(); }
-    });
+    document.addEventListener("visibilitychange", () => { if (document.hidden) { paused(); } else { tick(); } });
     setInterval(tick, REFRESH_MS);
     tick();
     return tick;
