@@ -61,6 +61,18 @@ def test_the_api_and_pages_need_flowers_login(server: Console) -> None:
         assert server.client().get(path)[0] == 200, path
 
 
+def test_actions_need_the_csrf_token_and_a_same_origin_request(app: Stalwart, ops: Client) -> None:
+    entry = dead(7000, source="csrf-7000", task_id="csrf-7000")
+    app.stalwart.dlq.add(entry)
+    path = f"/api/stalwart/dead-letters/{entry.id}/purge"
+    assert ops.post(path, token=False)[0] == 403
+    assert ops.request("POST", path, {}, {"X-XSRFToken": "2|00|00|1"})[0] == 403  # a token not from the cookie
+    assert ops.request("POST", path, {}, {"X-XSRFToken": ops.token(), "Sec-Fetch-Site": "cross-site"})[0] == 403
+    assert ops.request("GET", path)[0] == 405  # no action by GET
+    assert app.stalwart.dlq.get(entry.id).id == entry.id
+    assert ops.post(path) == (200, {"purged": 1})
+
+
 def test_dead_letters_filter_page_and_count(app: Stalwart, ops: Client) -> None:
     app.stalwart.dlq.add_many([dead(i, task="api.task_b" if i % 2 else "api.task_a",
                                     reason="permanent" if i % 3 == 0 else "exhausted") for i in range(120)])
