@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import signal
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,7 +16,9 @@ from typing import Any
 import pytest
 import redis
 
+from stalwart.app import Stalwart
 from stalwart.dev.embedded import RedisServer
+from stalwart.settings import Settings
 from stalwart.testing import WorkerProcess, wait_until
 
 from .reliability import CHAOS_ENV, RECORD_ONCE, SLOW_ONCE, counts, dlq_reasons, job_states, make_app
@@ -172,3 +175,66 @@ def test_a_message_that_kills_the_consumer_costs_at_most_max_fetches_crashes(
     wait_until(lambda: counts(r, "effect", [f"kc{i}" for i in range(20)]) == {f"kc{i}": 1 for i in range(20)}, 60)
     assert worker.alive
     assert r.hlen("unacked") == 0
+
+
+QUEUES_ENV = {"STALWART_TASK_MODULES": "tests.integration.jobs,tests.integration.jobs_queues"}
+ORDERED = "tests.integration.jobs_queues.ordered_once"
+
+
+def _queues_app(env: dict[str, str]) -> Stalwart:
+    """An enqueuing app that knows the multi-queue tasks (so it derives their idempotency keys)."""
+    application = Stalwart("tests", settings=Settings.from_env(env), include=["tests.integration.jobs_queues"])
+    application.loader.import_default_modules()
+    return application
+
+
+def _order(r: redis.Redis, keys: list[str]) -> dict[str, int]:
+    return {k: int(v) for k, v in zip(keys, r.mget([f"order:{k}" for k in keys]), strict=True) if v}
+
+
+def test_three_queues_priorities_first_then_queues_in_rotation(
+    r: redis.Redis, worker_env: dict[str, str], make_worker: Callable[..., WorkerProcess]
+) -> None:
+    app = _queues_app({**worker_env, **QUEUES_ENV})
+    jobs = [(f"{q}{p}-{i}", q, p) for i in range(4) for p in (9, 6, 3, 0) for q in "abc"]  # low first
+    for key, queue, priority in jobs:
+        app.send_task(ORDERED, args=[key], queue=queue, priority=priority)
+    make_worker(env=QUEUES_ENV, queues="a,b,c", concurrency=1)
+    keys = [key for key, _, _ in jobs]
+    wait_until(lambda: len(_order(r, keys)) == len(keys), 60, 0.2)
+    started = sorted(keys, key=_order(r, keys).__getitem__)
+    priorities = [key.split("-")[0][1] for key in started]
+    assert priorities == sorted(priorities)  # 0 before 3 before 6 before 9, across the three queues
+    for level in range(4):  # within a priority, one job of each queue in turn
+        queues = [key[0] for key in started[level * 12:(level + 1) * 12]]
+        assert all(sorted(queues[i:i + 3]) == ["a", "b", "c"] for i in range(0, 12, 3)), queues
+
+
+def test_sigkill_workers_consuming_three_queues_with_priorities(
+    r: redis.Redis, worker_env: dict[str, str], make_worker: Callable[..., WorkerProcess]
+) -> None:
+    app = _queues_app({**worker_env, **QUEUES_ENV})
+    jobs = [(f"m{q}{p}-{i}", q, p) for i in range(100) for p in (9, 6, 3, 0) for q in "abc"]
+    keys = [key for key, _, _ in jobs]
+    for key, queue, priority in jobs:
+        app.send_task(ORDERED, args=[key], queue=queue, priority=priority)
+    workers = [make_worker(env=QUEUES_ENV, queues="a,b,c", start=False) for _ in range(3)]
+    for w in workers:
+        w.start(wait=False)
+    done = _all_accounted(app, ORDERED, keys)
+    rng, kills, chaos_until = random.Random(11), 0, time.monotonic() + 20
+    while not done() and time.monotonic() < chaos_until:
+        time.sleep(2)
+        victim = rng.choice(workers)
+        victim.kill()
+        kills += 1
+        victim.start(wait=False)
+    try:
+        wait_until(done, 90, 0.5)
+    except TimeoutError:
+        pytest.fail(f"after {kills} kills: {_diagnose(app, r, ORDERED, keys, workers)}")
+    assert kills >= 3
+    _assert_exact(app, r, ORDERED, keys)  # 0 lost, 0 double effects
+    order = _order(r, keys)
+    median = {p: statistics.median(order[k] for k, _, q in jobs if q == p) for p in (0, 3, 6, 9)}
+    assert median[0] < median[3] < median[6] < median[9]  # higher priorities taken first, kills and all
