@@ -11,6 +11,7 @@ import celery
 from stalwart import options as task_options
 from stalwart.enqueue import translate as enqueue_mod
 from stalwart.enqueue.bulk import JobSpec, enqueue_many
+from stalwart.errors import ConfigurationError
 from stalwart.hooks import Hook, Hooks
 from stalwart.runtime import Runtime
 from stalwart.settings import Settings
@@ -38,7 +39,12 @@ class Stalwart(celery.Celery):
     ) -> None:
         self.settings = settings or Settings.from_env()
         kwargs.setdefault("task_cls", "stalwart.task:StalwartTask")
-        kwargs.setdefault("broker", self.settings.broker_url)
+        broker = kwargs.setdefault("broker", self.settings.broker_url)
+        if broker != self.settings.broker_url:
+            raise ConfigurationError(
+                "give the broker through Settings.broker_url (CELERY_BROKER_URL), not Stalwart(broker=...): "
+                "the delayed sets and the mover follow the settings"
+            )
         super().__init__(main, **kwargs)
         self.stalwart = Runtime(self.settings, Hooks(hooks or ()))
         self.conf.update(self.safe_defaults(self.settings))
@@ -69,6 +75,11 @@ class Stalwart(celery.Celery):
         if settings.broker_keyprefix:
             transport["global_keyprefix"] = settings.broker_keyprefix
         return {
+            # Settings decide the broker: Celery's broker_url would prefer $CELERY_BROKER_URL over the
+            # app's own, and the delayed sets and the mover follow settings.broker_url.
+            "broker_url": settings.broker_url,
+            "broker_read_url": settings.broker_url,
+            "broker_write_url": settings.broker_url,
             "broker_transport": "stalwart.broker.transport:Transport",
             "broker_transport_options": transport,
             "broker_connection_retry_on_startup": True,
@@ -100,6 +111,9 @@ class Stalwart(celery.Celery):
         Celery declares tasks lazily; resolving here (rather than at finalisation) makes an
         unknown or invalid option raise where it is written.
         """
+        base = opts.get("base")
+        if base is not None and not (isinstance(base, type) and issubclass(base, StalwartTask)):
+            raise ConfigurationError(f"base must be a StalwartTask subclass (the envelope), got {base!r}")
         if len(args) == 1 and callable(args[0]):  # app.task(fun, **opts) or a bare @app.task
             return super().task(args[0], **task_options.resolve(args[0], opts))
 

@@ -35,16 +35,26 @@ class OptionGroup(Protocol):
 
 GROUPS: tuple[OptionGroup, ...] = (ENVELOPE_OPTIONS, RETRY_OPTIONS, PERMIT_OPTIONS, IDEMPOTENCY_OPTIONS)
 
-# Options of @app.task that Celery itself understands but are not Task attributes.
-CELERY_DECORATOR_OPTIONS = frozenset({
+# Celery's own @app.task options that Stalwart lets through: documented settings, never a Task
+# method or a class Stalwart depends on (run, apply_async, Request, Strategy, ... are refused).
+CELERY_TASK_OPTIONS = frozenset({
+    # the decorator's own
     "name", "bind", "base", "shared", "lazy", "filter", "pydantic", "pydantic_strict", "pydantic_context",
     "pydantic_dump_kwargs",
     # publishing defaults Celery reads from the task (extract_exec_options)
-    "queue", "routing_key", "exchange", "delivery_mode", "compression",
+    "queue", "routing_key", "exchange", "exchange_type", "delivery_mode", "compression", "priority", "expires",
+    # documented Task attributes
+    "serializer", "rate_limit", "time_limit", "soft_time_limit", "ignore_result", "store_errors_even_if_ignored",
+    "track_started", "acks_late", "acks_on_failure_or_timeout", "acks_on_failure", "acks_on_timeout",
+    "reject_on_worker_lost", "throws", "typing", "trail", "resultrepr_maxsize", "store_eager_result",
+    "send_events", "abstract",
 })
 
 
 RESOLVED = "_stalwart_resolved"  # set on a task class whose options were resolved
+# What Celery puts in a task class besides the options it was given: _task_from_fun's own names,
+# and what Task.bind sets before on_bound (settings copied from the app's config, request_stack).
+_GENERATED = frozenset({"app", "name", "run", "request_stack", *(attr for attr, _ in CeleryTask.from_config)})
 
 
 def known() -> dict[str, str]:
@@ -53,7 +63,13 @@ def known() -> dict[str, str]:
 
 
 def _celery_option(name: str) -> bool:
-    return name in CELERY_DECORATOR_OPTIONS or (not name.startswith("_") and hasattr(CeleryTask, name))
+    return name in CELERY_TASK_OPTIONS
+
+
+def _check_celery_values(where: str, options: Mapping[str, Any]) -> None:
+    serializer = options.get("serializer")
+    if serializer is not None and serializer != "json":
+        raise ConfigurationError(f"{where}: serializer must be 'json' (workers accept JSON only), got {serializer!r}")
 
 
 def resolve(fun: Callable[..., Any], options: Mapping[str, Any]) -> dict[str, Any]:
@@ -64,12 +80,18 @@ def resolve(fun: Callable[..., Any], options: Mapping[str, Any]) -> dict[str, An
     if unknown:
         raise ConfigurationError(
             f"unknown task option(s) {', '.join(unknown)} on {where}; Stalwart's options are "
-            f"{', '.join(sorted(ours))}, plus Celery's own task options (see celery.app.task.Task)"
+            f"{', '.join(sorted(ours))}, plus Celery's own: {', '.join(sorted(CELERY_TASK_OPTIONS))}"
         )
+    _check_celery_values(where, options)
     out = {k: v for k, v in options.items() if k not in ours}
     for group in GROUPS:
         given = {k: v for k, v in options.items() if k in group.options}
-        out.update(group.resolve(where, fun, given))
+        try:
+            out.update(group.resolve(where, fun, given))
+        except ConfigurationError as exc:
+            if where in str(exc):
+                raise
+            raise ConfigurationError(f"{where}: {exc}") from None
     out[RESOLVED] = True
     return out
 
@@ -81,8 +103,11 @@ def resolve_class(cls: type[Any]) -> None:
     """
     if cls.__dict__.get(RESOLVED):
         return
-    ours = known()
-    raw = {k: v for k, v in cls.__dict__.items() if k in ours}
+    _check_celery_values(cls.__qualname__, {"serializer": cls.__dict__.get("serializer")})
+    if cls.__dict__.get("_decorated"):  # made from a function by Celery (shared_task): all are options
+        raw = {k: v for k, v in cls.__dict__.items() if k not in _GENERATED and not k.startswith("_")}
+    else:  # a Task subclass: only Stalwart's own names are options; the rest is its code
+        raw = {k: v for k, v in cls.__dict__.items() if k in known()}
     if not raw:
         return
     fun = cls.__dict__.get("__wrapped__") or cls.run

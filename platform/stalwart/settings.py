@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from urllib.parse import urlsplit
 
 from stalwart.errors import ConfigurationError
+from stalwart.store.connection import redact
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -20,6 +22,8 @@ def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 
         value = float(raw)
     except ValueError:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ConfigurationError(f"{name} must be a finite number, got {raw!r}")
     if value < minimum:
         raise ConfigurationError(f"{name} must be >= {minimum:g}, got {raw!r}")
     return value
@@ -29,7 +33,7 @@ def _port(env: Mapping[str, str]) -> int | None:
     raw = env.get("STALWART_OPS_PORT", "").strip()
     if not raw:
         return None
-    if not raw.isdigit() or int(raw) > 65535:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > 65535:
         raise ConfigurationError(f"STALWART_OPS_PORT must be a port number 0-65535, got {raw!r}")
     return int(raw)
 
@@ -66,7 +70,7 @@ def _whole(env: Mapping[str, str], name: str, default: int, minimum: int = 1) ->
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) < minimum:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < minimum:
         raise ConfigurationError(f"{name} must be a whole number >= {minimum}, got {raw!r}")
     return int(raw)
 
@@ -82,7 +86,12 @@ CLUSTER_SCHEMES = {"redis+cluster", "rediss+cluster"}
 
 
 def _redis_url(name: str, url: str, *, cluster: bool = False) -> str:
-    scheme = urlsplit(url).scheme
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} is not a valid URL ({exc}): {redact(url)!r}") from None
+    scheme = parts.scheme
     allowed = {"redis", "rediss", "unix"} | (CLUSTER_SCHEMES if cluster else set())
     if scheme in CLUSTER_SCHEMES and not cluster:
         raise ConfigurationError(
@@ -95,9 +104,22 @@ def _redis_url(name: str, url: str, *, cluster: bool = False) -> str:
     return url
 
 
-@dataclass(frozen=True)
+# Lower bounds of the numeric settings, checked however Settings is built.
+_MINIMUMS: dict[str, float] = {
+    "recovery_seconds": 2.0, "lease_seconds": 1.0, "done_ttl_seconds": 1.0, "idempotency_ttl_seconds": 1.0,
+    "dlq_max_entries": 1, "dlq_max_age_seconds": 1.0, "redis_timeout_seconds": 0.05,
+    "mover_interval_seconds": 0.01, "ops_stale_seconds": 0.001, "max_fetches": 1,
+}
+_INTEGERS = ("dlq_max_entries", "max_fetches")
+
+
+@dataclass(frozen=True, repr=False)
 class Settings:
-    """Everything a worker or the CLI needs to know about its deployment."""
+    """Everything a worker or the CLI needs to know about its deployment.
+
+    Validated however it is built (``Settings(...)`` or :meth:`from_env`); its repr redacts the
+    passwords in Redis URLs and hides the other secrets.
+    """
 
     redis_url: str = DEFAULT_REDIS_URL
     broker_url: str = DEFAULT_REDIS_URL
@@ -137,6 +159,31 @@ class Settings:
     # extra ``user:password`` logins that may look but never act. Secrets: never in a repr.
     console_readonly: bool = False
     console_readonly_auth: tuple[str, ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        for name, minimum in _MINIMUMS.items():
+            value = getattr(self, name)
+            integer = name in _INTEGERS
+            if (isinstance(value, bool) or not isinstance(value, int if integer else (int, float))
+                    or not math.isfinite(value) or value < minimum):
+                kind = "a whole number" if integer else "a finite number"
+                raise ConfigurationError(f"Settings.{name} must be {kind} >= {minimum:g}, got {value!r}")
+        if self.ops_port is not None and not (isinstance(self.ops_port, int) and 0 <= self.ops_port <= 65535):
+            raise ConfigurationError(f"Settings.ops_port must be a port number 0-65535 or None, got {self.ops_port!r}")
+        if not isinstance(self.prefix, str) or not self.prefix or any(c in self.prefix for c in "{} "):
+            raise ConfigurationError(f"Settings.prefix must be non-empty without braces or spaces, got {self.prefix!r}")
+        _redis_url("Settings.redis_url", self.redis_url, cluster=True)
+        _redis_url("Settings.broker_url", self.broker_url)
+
+    def __repr__(self) -> str:
+        hidden = {"sentry_dsn", "console_readonly_auth"}
+        shown = []
+        for f in fields(self):
+            if f.name in hidden:
+                continue
+            value = getattr(self, f.name)
+            shown.append(f"{f.name}={redact(value) if f.name.endswith('_url') else value!r}")
+        return f"Settings({', '.join(shown)})"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -294,7 +294,7 @@ def test_unreachable_redis_is_one_clear_line(run: Run, monkeypatch: pytest.Monke
     code, out, err = run("dlq", "stats")
     assert code == 2
     assert out == ""
-    assert err.startswith("stalwart: cannot reach Redis at")
+    assert err.startswith("stalwart: cannot reach Redis (state store redis://***@127.0.0.1:1/0): Error 111")
     assert "secret" not in err
     assert len(err.strip().splitlines()) == 1
 

@@ -1,32 +1,35 @@
 """The Celery and kombu versions Stalwart is proven on, checked once at import.
 
 The broker seam extends kombu's Redis channel and Celery's consumer and request; a version outside
-the range the test suite runs on fails here, in one line, instead of misbehaving later.
+the range the test suite runs on fails here, in one line, instead of misbehaving later. The same
+ranges are declared in pyproject.toml (a unit test keeps the two equal).
 """
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-SUPPORTED = {"celery": ((5, 5), (5, 8)), "kombu": ((5, 5), (5, 8))}
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
 
-
-def _release(text: str) -> tuple[int, int]:
-    parts = [*text.split("."), "0", "0"][:2]
-    return int("".join(c for c in parts[0] if c.isdigit()) or 0), int("".join(c for c in parts[1] if c.isdigit()) or 0)
+SUPPORTED = {"celery": ">=5.5,<5.8", "kombu": ">=5.5,<5.8"}
 
 
 def describe() -> str:
-    return " and ".join(f"{name}>={lo[0]}.{lo[1]},<{hi[0]}.{hi[1]}" for name, (lo, hi) in SUPPORTED.items())
+    return " and ".join(f"{name}{spec}" for name, spec in SUPPORTED.items())
+
+
+def _supported(spec: str, have: str) -> bool:
+    try:
+        return Version(have) in SpecifierSet(spec, prereleases=True)
+    except InvalidVersion:
+        return False
 
 
 def problem(found: dict[str, str | None]) -> str | None:
     """Why the installed versions are unsupported, or None when they are supported."""
-    bad = []
-    for name, (lo, hi) in SUPPORTED.items():
-        have = found.get(name)
-        if have is None or not lo <= _release(have) < hi:
-            bad.append(f"{name} {have or 'missing'}")
+    bad = [f"{name} {found.get(name) or 'missing'}" for name, spec in SUPPORTED.items()
+           if not _supported(spec, found.get(name) or "")]
     if not bad:
         return None
     return f"stalwart supports {describe()}; installed: {', '.join(bad)}"

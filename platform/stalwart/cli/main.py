@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 
 import redis
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisClusterException
 
 from stalwart.errors import StalwartError, StoreUnavailable
 from stalwart.settings import Settings
@@ -41,14 +43,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args))
-    except (StoreUnavailable, redis.ConnectionError) as exc:
-        cause = exc.__cause__ if isinstance(exc, StoreUnavailable) and exc.__cause__ else exc
-        url = redact(Settings.from_env().redis_url)
-        print(f"stalwart: cannot reach Redis at {url}: {cause}", file=sys.stderr)
+    except (StoreUnavailable, *UNREACHABLE) as exc:
+        print(f"stalwart: cannot reach Redis ({where()}): {reason(exc)}", file=sys.stderr)
         return 2
     except StalwartError as exc:
         print(f"stalwart: {exc}", file=sys.stderr)
         return 2
+
+
+# Connection trouble from redis-py or kombu (the broker) that no store call wrapped.
+UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, RedisClusterException, OperationalError)
+
+
+def where() -> str:
+    """The Redis URLs the command used, passwords redacted: state store and broker when they differ."""
+    try:
+        settings = Settings.from_env()
+    except StalwartError:
+        return "its URL is not valid"
+    store, broker = redact(settings.redis_url), redact(settings.broker_url)
+    return f"state store {store}" if store == broker else f"state store {store}, broker {broker}"
+
+
+def reason(exc: BaseException) -> str:
+    cause = exc.__cause__ if isinstance(exc, StoreUnavailable) and exc.__cause__ else exc
+    return " ".join(str(cause).split()) or type(cause).__name__
 
 
 if __name__ == "__main__":

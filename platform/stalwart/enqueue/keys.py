@@ -17,8 +17,23 @@ KeySpec = str | Callable[..., str]
 
 
 def template_fields(template: str) -> list[str]:
-    """The argument names a key template refers to."""
-    return [name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(template) if name]
+    """The argument names a key template refers to; ConfigurationError for a template that is not
+    one (unbalanced braces, positional ``{}``/``{0}`` fields, conversions or format specs)."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ConfigurationError(f"idempotency_key {template!r} is not a valid template: {exc}") from None
+    names = []
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        field = name.split(".")[0].split("[")[0]
+        if not field.isidentifier():
+            raise ConfigurationError(f"idempotency_key {template!r}: every field must name an argument, got {{{name}}}")
+        if spec or conversion:
+            raise ConfigurationError(f"idempotency_key {template!r}: fields take no conversion or format spec")
+        names.append(field)
+    return names
 
 
 def render(task_name: str, spec: KeySpec, fun: Callable[..., Any], args: tuple[Any, ...],
@@ -31,10 +46,10 @@ def render(task_name: str, spec: KeySpec, fun: Callable[..., Any], args: tuple[A
         bound.apply_defaults()
         try:
             key = spec.format(**bound.arguments)
-        except (KeyError, IndexError) as exc:
+        except (KeyError, IndexError, AttributeError, ValueError, TypeError) as exc:
             raise ConfigurationError(
-                f"idempotency_key template {spec!r} of {task_name} names {exc}, "
-                f"which is not an argument of {list(bound.arguments)}"
+                f"idempotency_key template {spec!r} of {task_name} cannot be rendered from the arguments "
+                f"{list(bound.arguments)}: {type(exc).__name__}: {exc}"
             ) from None
     if not isinstance(key, str) or not key:
         raise ConfigurationError(f"idempotency key of {task_name} must be a non-empty str, got {key!r}")

@@ -26,7 +26,7 @@ from stalwart.job.commit import Claim, ClaimLost, holding, retry_store
 from stalwart.job.context import JobContext, Outcome
 from stalwart.job.header import HEADER, Meta
 from stalwart.job.retry import RetryCall, exceeded
-from stalwart.job.spec import EnvelopeTask
+from stalwart.job.spec import MAX_AGE_SECONDS, EnvelopeTask
 from stalwart.policies import switches
 from stalwart.policies.permits import Decision, PermitPolicy
 from stalwart.runtime import Runtime
@@ -51,8 +51,8 @@ def run(task: EnvelopeTask, runtime: Runtime, args: tuple[Any, ...], kwargs: dic
     meta = Meta.from_header(getattr(req, HEADER, None))
     if meta.first_seen is None:
         meta.first_seen = meta.sent
-    if meta.deadline is None and task.max_age is not None:
-        meta.deadline = meta.sent + int(task.max_age * 1000)
+    if meta.deadline is None and task.max_age is not None and 0 <= task.max_age <= MAX_AGE_SECONDS:
+        meta.deadline = meta.sent + int(task.max_age * 1000)  # (the option refuses others at declaration)
     ctx = JobContext(
         task_name=task.name,
         task_id=task_id,

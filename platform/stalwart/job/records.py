@@ -11,6 +11,14 @@ from stalwart.job.context import JobContext
 from stalwart.job.header import now_ms
 
 
+def describe(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when the exception's own ``__str__`` raises."""
+    try:
+        return str(exc)
+    except Exception as err:  # noqa: BLE001 - a task's exception type is arbitrary code
+        return f"<{type(exc).__name__}: str() raised {type(err).__name__}>"
+
+
 def attempt_record(ctx: JobContext, exc: BaseException) -> dict[str, Any]:
     """One failed (or refused) attempt, as the job's history keeps it."""
     return {
@@ -19,7 +27,7 @@ def attempt_record(ctx: JobContext, exc: BaseException) -> dict[str, Any]:
         "host": ctx.hostname,
         "duration": round(ctx.elapsed(), 4),
         "exc_type": type(exc).__name__,
-        "exc_message": str(exc)[:1000],
+        "exc_message": describe(exc)[:1000],
     }
 
 
@@ -37,7 +45,7 @@ def dead_letter_entry(ctx: JobContext, request: Any, reason: str, exc: BaseExcep
         kwargs=ctx.kwargs,
         headers=meta.to_header(),
         exc_type=type(exc).__name__,
-        exc_message=str(exc)[:4000],
+        exc_message=describe(exc)[:4000],
         traceback=tb[-16000:],
         attempts=list(meta.history),
         first_seen=meta.first_seen,

@@ -6,12 +6,16 @@ the task class, so the two modules do not import each other.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from stalwart.errors import ConfigurationError
 from stalwart.policies.permits import PermitPolicy
 from stalwart.policies.retry import ExceptionTypes, Retry, exception_types
+
+# Ten years: a longer max_age cannot become a deadline in epoch milliseconds sensibly.
+MAX_AGE_SECONDS = 10 * 365 * 86400.0
 
 
 class EnvelopeTask(Protocol):
@@ -50,6 +54,8 @@ class EnvelopeOptions:
         "result_max_bytes": "largest JSON result stored for idempotent replies (default 65536)",
     }
     minimums: dict[str, float] = {"max_age": 0.0, "max_deliveries": 1, "result_max_bytes": 16}
+    maximums: dict[str, float] = {"max_age": MAX_AGE_SECONDS, "max_deliveries": 1_000_000,
+                                  "result_max_bytes": 512 * 1024 * 1024}
 
     def resolve(self, where: str, fun: Callable[..., Any], given: dict[str, Any]) -> dict[str, Any]:
         out = dict(given)
@@ -57,7 +63,8 @@ class EnvelopeOptions:
             value = out.get(name)
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+            if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                    or not minimum <= value <= self.maximums[name]):
                 raise ConfigurationError(f"{where}: {name} must be a number >= {minimum}, got {value!r}")
         if "max_deliveries" in out and not isinstance(out["max_deliveries"], int):
             raise ConfigurationError(f"{where}: max_deliveries must be an int, got {out['max_deliveries']!r}")

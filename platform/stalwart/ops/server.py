@@ -31,7 +31,7 @@ from stalwart.ops import metrics
 from stalwart.runtime import runtime_of
 from stalwart.settings import Settings
 from stalwart.store import broker as broker_store
-from stalwart.store.connection import client_from_url
+from stalwart.store.connection import client_from_url, pinger
 
 log = logging.getLogger("stalwart.ops.server")
 Check = Callable[[], None]  # raises when the thing it checks is not usable
@@ -242,12 +242,7 @@ def waiting(url: str, timeout: float) -> Ready:
 
 def ping(url: str, timeout: float) -> Check:
     """A check that PINGs the Redis at ``url`` once, without retrying."""
-    client = client_from_url(url, timeout, retry=Retry(NoBackoff(), 0))
-
-    def check() -> None:
-        client.ping()
-
-    return check
+    return pinger(url, timeout)
 
 
 def _mover(worker: Any) -> Mover | None:

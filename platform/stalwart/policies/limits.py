@@ -128,8 +128,8 @@ class SharedPolicy:
                 _registered.popitem(last=False)
 
     def acquire(self, runtime: Runtime, ctx: JobContext | None) -> Decision:
-        client = store(runtime)
         try:
+            client = store(runtime)  # a cluster client connects here: inside the fail-open/closed rule
             self.register(client, runtime.keys)
             return self.try_acquire(client, runtime.keys, ctx)
         except STORE_ERRORS as exc:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from stalwart.errors import ConfigurationError
 
@@ -19,6 +20,22 @@ def exception_types(name: str, value: object) -> ExceptionTypes:
     ):
         return tuple(value)
     raise ConfigurationError(f"{name} must be an exception class or a tuple of them, got {value!r}")
+
+
+# A year: a longer wait cannot be scheduled sensibly (and would overflow a deadline in ms).
+MAX_BACKOFF_SECONDS = 365 * 86400.0
+
+
+def _seconds(name: str, value: object) -> float:
+    """A Celery retry option in seconds, or a ConfigurationError naming it."""
+    if not _finite(value) or not 0 <= value <= MAX_BACKOFF_SECONDS:
+        raise ConfigurationError(f"{name} must be a number of seconds in [0, {MAX_BACKOFF_SECONDS:g}], got {value!r}")
+    return float(value)
+
+
+def _finite(value: object) -> TypeGuard[float]:
+    """A real number (not bool, NaN or infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -44,9 +61,11 @@ class Retry:
             not isinstance(self.max_attempts, int) or self.max_attempts < 1
         ):
             raise ConfigurationError(f"Retry.max_attempts must be an int >= 1 or None, got {self.max_attempts!r}")
-        if not isinstance(self.backoff, (int, float)) or self.backoff < 0:
+        if isinstance(self.max_attempts, bool):
+            raise ConfigurationError(f"Retry.max_attempts must be an int >= 1 or None, got {self.max_attempts!r}")
+        if not _finite(self.backoff) or self.backoff < 0:
             raise ConfigurationError(f"Retry.backoff must be a number >= 0, got {self.backoff!r}")
-        if not isinstance(self.backoff_max, (int, float)) or self.backoff_max < self.backoff:
+        if not _finite(self.backoff_max) or not self.backoff <= self.backoff_max <= MAX_BACKOFF_SECONDS:
             raise ConfigurationError(
                 f"Retry.backoff_max must be a number >= backoff ({self.backoff}), got {self.backoff_max!r}"
             )
@@ -74,7 +93,8 @@ def retry_from_celery_options(options: dict[str, object]) -> Retry:
     on = options.pop("autoretry_for", None)
     exclude = options.pop("dont_autoretry_for", ())
     default_delay = options.pop("default_retry_delay", 1.0)
-    if max_retries is not None and (not isinstance(max_retries, int) or max_retries < 0):
+    if max_retries is not None and (isinstance(max_retries, bool) or not isinstance(max_retries, int)
+                                    or max_retries < 0):
         raise ConfigurationError(f"max_retries must be an int >= 0 or None, got {max_retries!r}")
     if backoff is False:
         base, exponential = default_delay, False
@@ -82,8 +102,8 @@ def retry_from_celery_options(options: dict[str, object]) -> Retry:
         base, exponential = default_delay, True
     else:
         base, exponential = backoff, True
-    if not isinstance(base, (int, float)) or not isinstance(backoff_max, (int, float)):
-        raise ConfigurationError("retry_backoff, retry_backoff_max and default_retry_delay must be numbers")
+    base = _seconds("default_retry_delay" if isinstance(backoff, bool) else "retry_backoff", base)
+    backoff_max = _seconds("retry_backoff_max", backoff_max)
     return Retry(
         max_attempts=None if max_retries is None else max_retries + 1,
         backoff=float(base),

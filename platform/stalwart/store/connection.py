@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException
+from redis.retry import Retry
+
+from stalwart.errors import StoreUnavailable
 
 
 def client_from_url(url: str, timeout: float = 2.0, **options: Any) -> redis.Redis:
@@ -18,7 +24,10 @@ def client_from_url(url: str, timeout: float = 2.0, **options: Any) -> redis.Red
     options.setdefault("socket_connect_timeout", timeout)
     scheme, sep, rest = url.partition("://")
     if sep and scheme.endswith("+cluster"):
-        cluster = redis.RedisCluster.from_url(f"{scheme.removesuffix('+cluster')}://{rest}", **options)
+        try:  # a cluster client connects to its seed node here, not on its first command
+            cluster = redis.RedisCluster.from_url(f"{scheme.removesuffix('+cluster')}://{rest}", **options)
+        except (redis.RedisError, RedisClusterException) as exc:
+            raise StoreUnavailable(f"Redis Cluster at {redact(url)} unreachable: {exc}") from exc
         return cast(redis.Redis, cluster)
     options.setdefault("health_check_interval", 30)
     return redis.Redis.from_url(url, **options)
@@ -33,3 +42,13 @@ def redact(url: str) -> str:
     user = creds.split(":", 1)[0] if ":" in creds else ""
     shown = f"{user}:***" if user else "***"
     return f"{scheme}://{shown}@{host}" if scheme else f"{shown}@{host}"
+
+
+def pinger(url: str, timeout: float) -> Callable[[], None]:
+    """A check that PINGs the Redis at ``url`` once, without retrying; raises when it does not answer."""
+    client = client_from_url(url, timeout, retry=Retry(NoBackoff(), 0))
+
+    def check() -> None:
+        client.ping()
+
+    return check
