@@ -3,14 +3,17 @@
 Both run in the same process tree on one fresh embedded redis-server (flushed between runs),
 with the same worker settings (prefork, -c 2, prefetch 1, late acks, JSON, task events on, no
 result backend). For each run all N jobs are enqueued first; a worker is then started and the
-drain is timed from the first job leaving the queue to the queue and the ``unacked`` hash being
-empty, polled the same way for both. Sides alternate (plain, stalwart, plain, stalwart, ...) and
-the best rate of each is compared. Round trips per job are counted in a separate, untimed
-run of each side under MONITOR (``INFO commandstats`` would also count the commands a Lua
-script runs inside one EVALSHA), minus the idle background rate (heartbeats, BRPOP timeouts,
-the delayed-set mover), with a MULTI/EXEC block counted once.
+drain is timed from the first job leaving the queue to the queues and the ``unacked`` hash being
+empty, polled the same way for both. Each round runs plain, then Stalwart on one queue, then
+Stalwart consuming three queues (``-Q q1,q2,q3``, the jobs spread over them); the ratios are the
+medians of the rounds' ratios. Round trips per job are counted in a separate, untimed run of
+each side under MONITOR (``INFO commandstats`` would also count the commands a Lua script runs
+inside one EVALSHA), minus the idle background rate (heartbeats, fetch waits, the delayed-set
+mover), with a MULTI/EXEC block counted once. What an idle worker costs Redis is counted the same
+way, over ten seconds, for a worker on three queues (and on one, for reference).
 
-Last line: ``ratio <envelope ÷ plain>``.
+Last lines: ``multi_queue_ratio <3 queues ÷ 1 queue>``, ``idle_redis_cmds_per_s <3 queues>``,
+``ratio <envelope ÷ plain>``.
 """
 
 from __future__ import annotations
@@ -37,10 +40,13 @@ from stalwart.store.scripts import SCRIPTS
 from stalwart.testing import REPO_ROOT, WorkerProcess, wait_until
 
 QUEUE = "celery"
+IDLE_SECONDS = 10.0
+MULTI = ("q1", "q2", "q3")
 SIDES = {
     "plain": ("bench.plain_app", "bench.plain.noop"),
     "stalwart": ("workers.app", "tasks.examples.noop"),
 }
+KINDS = {"plain": ("plain", (QUEUE,)), "stalwart": ("stalwart", (QUEUE,)), "stalwart-3q": ("stalwart", MULTI)}
 
 
 @dataclass
@@ -153,43 +159,51 @@ def script_names() -> dict[str, str]:
     return {s.sha: name for name, s in SCRIPTS.items()}
 
 
-def enqueuer(side: str, url: str) -> Callable[[int], None]:
-    """A function that publishes n no-op jobs the way an app of that side would."""
+def enqueuer(kind: str, url: str) -> Callable[[int], None]:
+    """A function that publishes n no-op jobs the way an app of that side would, spread over the
+    kind's queues."""
+    side, queues = KINDS[kind]
     if side == "plain":
         os.environ["STALWART_REDIS_URL"] = url
         sys.path.insert(0, str(REPO_ROOT))
         plain = importlib.import_module("bench.plain_app").app
         return lambda n: [plain.send_task(SIDES[side][1]) for _ in range(n)] and None
     app = Stalwart("bench", settings=Settings.from_env({"STALWART_REDIS_URL": url}))
-    return lambda n: [app.send_task(SIDES[side][1]) for _ in range(n)] and None
+    return lambda n: [app.send_task(SIDES[side][1], queue=queues[i % len(queues)]) for i in range(n)] and None
 
 
-def backlog(client: redis.Redis) -> int:
-    """Jobs not yet finished: waiting in the queue plus delivered but unacked."""
-    return int(client.llen(QUEUE)) + int(client.hlen("unacked"))
+def backlog(client: redis.Redis, queues: tuple[str, ...] = (QUEUE,)) -> int:
+    """Jobs not yet finished: waiting in the queues plus delivered but unacked."""
+    return sum(int(client.llen(q)) for q in queues) + int(client.hlen("unacked"))
 
 
-def drain(side: str, n: int, server: RedisServer, enqueue: Callable[[int], None],
+def start_worker(kind: str, server: RedisServer, level: str = "WARNING") -> WorkerProcess:
+    side, queues = KINDS[kind]
+    worker = WorkerProcess(
+        {"STALWART_REDIS_URL": server.url}, app=SIDES[side][0], concurrency=2,
+        name=f"bench-{kind}", queues=",".join(queues), extra_args=["-l", level],
+    )
+    return worker.start(wait=False)
+
+
+def drain(kind: str, n: int, server: RedisServer, enqueue: Callable[[int], None],
           count: bool = False) -> Run:
     """Enqueue n jobs, start a worker, time the drain (or count its commands), stop the worker."""
+    queues = KINDS[kind][1]
     client = redis.Redis.from_url(server.url, single_connection_client=True)
     client.flushall()
     enqueue(n)
-    wait_until(lambda: client.llen(QUEUE) == n, 30, 0.05, f"{side}: {n} jobs not enqueued")
+    wait_until(lambda: backlog(client, queues) == n, 30, 0.05, f"{kind}: {n} jobs not enqueued")
     tally = Tally(server.url, str(client.client_info()["addr"])).start() if count else None
-    worker = WorkerProcess(
-        {"STALWART_REDIS_URL": server.url}, app=SIDES[side][0], concurrency=2,
-        name=f"bench-{side}", extra_args=["-l", "WARNING"],
-    )
-    worker.start(wait=False)
+    worker = start_worker(kind, server)
     try:
-        while client.llen(QUEUE) == n and client.hlen("unacked") == 0:
+        while backlog(client, queues) == n and client.hlen("unacked") == 0:
             time.sleep(0.002)
         client.echo("begin:jobs")
         start = time.perf_counter()
         pids = (server.process.pid if server.process else 0, worker.process.pid if worker.process else 0)
         cpu_before = cpu_snapshot(*pids)
-        while backlog(client):
+        while backlog(client, queues):
             time.sleep(0.002)
         seconds = time.perf_counter() - start
         cpu = cpu_snapshot(*pids)
@@ -209,16 +223,42 @@ def drain(side: str, n: int, server: RedisServer, enqueue: Callable[[int], None]
         per_job = {k: v for k, v in per_job.items() if v >= 0.005}
     tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
     cpu_ms = {k: (cpu[k] - cpu_before[k]) * tick_ms / n for k in cpu}
-    return Run(side, n, seconds, per_job, cpu_ms)
+    return Run(kind, n, seconds, per_job, cpu_ms)
 
 
-def report(runs: list[Run], counted: dict[str, Run]) -> float:
-    """Print each side's rates, round trips per job and the ratio; returns the ratio."""
-    best = {s: max((r for r in runs if r.side == s), key=lambda r: r.rate) for s in SIDES}
-    for side in SIDES:
+def idle_rate(kind: str, server: RedisServer, seconds: float = 10.0) -> tuple[float, Counter[str]]:
+    """Commands per second an idle worker of ``kind`` sends Redis (Lua's own calls not counted)."""
+    client = redis.Redis.from_url(server.url, single_connection_client=True)
+    client.flushall()
+    worker = start_worker(kind, server, level="INFO")  # INFO: its "ready." line tells when it has started
+    try:
+        worker.wait_ready()
+        time.sleep(3)  # past start-up: connections made, first ticks done
+        tally = Tally(server.url, str(client.client_info()["addr"])).start()
+        client.echo("begin:idle")
+        time.sleep(seconds)
+        client.echo("end")
+        client.echo("quit")
+        tally.join()
+    finally:
+        worker.stop(timeout=30)
+    commands = tally.windows.get("idle", Counter())
+    return sum(commands.values()) / seconds, commands
+
+
+def round_ratios(runs: list[Run], top: str, bottom: str) -> list[float]:
+    """``top`` ÷ ``bottom`` rate in each round (runs alternate, one of each kind per round)."""
+    tops, bottoms = [r.rate for r in runs if r.side == top], [r.rate for r in runs if r.side == bottom]
+    return [t / b for t, b in zip(tops, bottoms, strict=True)]
+
+
+def report(runs: list[Run], counted: dict[str, Run], idle: dict[str, tuple[float, Counter[str]]]) -> float:
+    """Print each kind's rates, round trips per job, idle cost and the ratios; returns the ratio."""
+    best = {s: max((r for r in runs if r.side == s), key=lambda r: r.rate) for s in KINDS}
+    for side in KINDS:
         rates = [r.rate for r in runs if r.side == side]
         cpu = ", ".join(f"{k}={v:.2f}" for k, v in best[side].cpu_ms.items())
-        print(f"{side:9s} best {best[side].rate:6.0f} jobs/s  median {statistics.median(rates):6.0f}"
+        print(f"{side:11s} best {best[side].rate:6.0f} jobs/s  median {statistics.median(rates):6.0f}"
               f"  runs {', '.join(f'{x:.0f}' for x in rates)}  cpu ms/job: {cpu}")
     for side, run in counted.items():
         calls = ", ".join(f"{k}={v:.2f}" for k, v in sorted(run.per_job.items()))
@@ -228,7 +268,14 @@ def report(runs: list[Run], counted: dict[str, Run]) -> float:
     evalsha = sum(v for k, v in env.per_job.items() if k.startswith("evalsha"))
     print(f"roundtrips_per_job stalwart={env.roundtrips:.2f} plain={plain.roundtrips:.2f} "
           f"extra={extra:.2f} (evalsha/job={evalsha:.2f})")
-    ratio = best["stalwart"].rate / best["plain"].rate
+    for kind, (rate, commands) in idle.items():
+        calls = ", ".join(f"{k}={v / IDLE_SECONDS:.2f}" for k, v in sorted(commands.items()))
+        print(f"idle {kind:11s} {rate:.2f} commands/s: {calls}")
+    ratios, multi = round_ratios(runs, "stalwart", "plain"), round_ratios(runs, "stalwart-3q", "stalwart")
+    print(f"rounds ratio {', '.join(f'{x:.2f}' for x in ratios)}; 3 queues ÷ 1 {', '.join(f'{x:.2f}' for x in multi)}")
+    print(f"multi_queue_ratio {statistics.median(multi):.2f}")
+    print(f"idle_redis_cmds_per_s {idle['stalwart-3q'][0]:.2f}")
+    ratio = statistics.median(ratios)
     print(f"ratio {ratio:.2f}")
     return ratio
 
@@ -236,20 +283,21 @@ def report(runs: list[Run], counted: dict[str, Run]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--n", type=int, default=3000, help="jobs per timed run (3000)")
-    parser.add_argument("--rounds", type=int, default=2, help="timed runs of each side, alternated (2)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed runs of each kind, alternated (3)")
     parser.add_argument("--count-n", type=int, default=300,
                         help="jobs in the untimed run that counts round trips under MONITOR (300)")
     args = parser.parse_args()
     runs: list[Run] = []
     with RedisServer() as server:
-        enqueue = {side: enqueuer(side, server.url) for side in SIDES}
+        enqueue = {kind: enqueuer(kind, server.url) for kind in KINDS}
         for i in range(args.rounds):
-            for side in SIDES:
-                run = drain(side, args.n, server, enqueue[side])
+            for kind in KINDS:
+                run = drain(kind, args.n, server, enqueue[kind])
                 runs.append(run)
-                print(f"round {i + 1} {side:9s} {run.rate:6.0f} jobs/s ({run.seconds:.2f} s)", flush=True)
+                print(f"round {i + 1} {kind:11s} {run.rate:6.0f} jobs/s ({run.seconds:.2f} s)", flush=True)
         counted = {side: drain(side, args.count_n, server, enqueue[side], count=True) for side in SIDES}
-        report(runs, counted)
+        idle = {kind: idle_rate(kind, server, IDLE_SECONDS) for kind in ("stalwart", "stalwart-3q")}
+        report(runs, counted, idle)
 
 
 if __name__ == "__main__":
