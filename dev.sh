@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One entry point that needs only Python 3.10+ and bash (no make, Docker or system Redis).
 #   ./dev.sh run    set up .venv, then `stalwart dev` (embedded Redis, worker, Flower, demo)
-#   ./dev.sh test   set up .venv and the browser (Debian's chromium), then ruff, mypy and pytest
+#   ./dev.sh test   set up .venv and the browser (Debian's chromium), then ruff, mypy and pytest;
+#                   with no arguments, the Celery/kombu seam's tests then run again on the oldest
+#                   supported pair (celery 5.5.3, kombu 5.5.4) in .venv-oldest
 #   ./dev.sh lint   ruff and mypy only
 #   ./dev.sh bench  bench/throughput.py (plain Celery vs the Stalwart envelope)
 # Setup is idempotent and quiet: the venv is created once, and `pip install -e '.[dev]'` reruns
@@ -68,6 +70,37 @@ ensure_browser() {
   echo "dev.sh: no browser at $browser (needs root and apt-get to install it); the browser tests will skip" >&2
 }
 
+# The oldest Celery/kombu pair Stalwart supports (broker/compat.py, pyproject.toml): the tests
+# that exercise the Celery/kombu seam run again on it, in a virtual environment of its own.
+OLDEST_VENV=${OLDEST_VENV:-.venv-oldest}
+OLDEST_PINS=("celery[redis]==5.5.3" "kombu==5.5.4")
+SEAM_TESTS=(
+  tests/unit/test_transport.py tests/unit/test_compat.py tests/unit/test_delivery.py
+  tests/integration/test_bad_messages.py tests/integration/test_bad_message_signals.py
+  tests/integration/test_delayed.py tests/integration/test_fetch_and_commit.py
+  tests/integration/test_envelope.py tests/integration/test_chaos.py
+)
+
+setup_oldest() {
+  local stamp="$OLDEST_VENV/.stalwart-installed" want
+  if [ ! -x "$OLDEST_VENV/bin/python" ]; then
+    echo "dev.sh: creating $OLDEST_VENV (${OLDEST_PINS[*]})" >&2
+    "$PYTHON" -m venv "$OLDEST_VENV"
+  fi
+  want=$( (cat pyproject.toml; echo "${OLDEST_PINS[*]}") | "$OLDEST_VENV/bin/python" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "dev.sh: installing stalwart with ${OLDEST_PINS[*]} into $OLDEST_VENV" >&2
+    VENV=$OLDEST_VENV quiet_pip install -e '.[dev]' "${OLDEST_PINS[@]}"
+    echo "$want" > "$stamp"
+  fi
+}
+
+run_oldest() {
+  setup_oldest
+  echo "dev.sh: the Celery/kombu seam's tests on the oldest supported pair (${OLDEST_PINS[*]})" >&2
+  "$OLDEST_VENV/bin/python" -m pytest -q "${SEAM_TESTS[@]}"
+}
+
 lint() {
   local rc=0
   "$VENV/bin/ruff" check . || rc=1
@@ -88,6 +121,9 @@ run_tests() {
   if [ "$lint_rc" -ne 0 ]; then
     echo "dev.sh: tests passed but ruff or mypy failed" >&2
     exit 1
+  fi
+  if [ "$#" -eq 0 ]; then  # the whole suite: the seam again on the oldest supported Celery/kombu
+    run_oldest
   fi
 }
 
