@@ -263,6 +263,7 @@ class Consumer(CeleryConsumer):
         """Celery's task message handler, behind a guard: only protocol-2 task messages reach it
         (a quarantine envelope or any other kombu message is dead-lettered here), and whatever it
         still raises, apart from connection errors, is dead-lettered instead of ending the worker."""
+        # Celery's consumer loop builds its message handler here (celery.worker.loops)
         inner = super().create_task_handler() if promise is None else super().create_task_handler(promise)
         connection_errors = tuple(getattr(self, "connection_errors", ()))
 

@@ -122,23 +122,28 @@ class Channel(RestoringChannel):
     def stalwart_lists(self, queues: list[str]) -> list[tuple[str, str]]:
         """(full list key, queue) to fetch from, in order: priority step first, then the queues."""
         prefix = self.global_keyprefix
+        # kombu's list name for a (queue, priority step), as its own BRPOP and _put use it
         return [(prefix + self._q_for_pri(queue, pri), queue) for pri in self.priority_steps for queue in queues]
 
     def _brpop_start(self, timeout: float | None = None) -> None:
-        """Send the next fetch, or the BLMOVE wait when the last fetch found nothing."""
-        queues = self._queue_cycle.consume(len(self.active_queues))
+        """Send the next fetch, or the BLMOVE wait when the last fetch found nothing.
+
+        kombu's poller calls this (it sent BRPOP here) when the channel may take a message and no
+        command is outstanding (``_in_poll``); the reply is read by :meth:`_brpop_read`.
+        """
+        queues = self._queue_cycle.consume(len(self.active_queues))  # kombu's round robin over the queues
         if not queues or time.monotonic() < self._stalwart_paused_until:
             return
         lists = self.stalwart_lists(queues)
         self.connection.stalwart_lists = tuple(name for name, _ in lists)
-        connection = self.client.connection
+        connection = self.client.connection  # the consumer's own connection, pinned by kombu's poller
         if self._stalwart_phase == WAIT:
             wait = timeout if timeout else self.brpop_timeout
             connection.send_command(*broker_store.wait_command(lists[0][0], wait or 1))
         else:
             connection.send_command(*broker_store.fetch_command(self.stalwart.keys, lists, self.stalwart.limits))
         self._stalwart_sent_lists = dict(lists)
-        self._in_poll = connection
+        self._in_poll = connection  # kombu's marker of an outstanding command on that connection
         # kombu 5.7's own stale-connection check reads _brpop_sent_at; ours reads _stalwart_sent_at.
         self._brpop_sent_at = self._stalwart_sent_at = time.monotonic()
 
@@ -178,7 +183,7 @@ class Channel(RestoringChannel):
         if taken is None:
             raise Empty()
         message, queue = taken
-        if queue in self._queue_cycle.items:
+        if queue in self._queue_cycle.items:  # kombu's fair rotation: the queue served goes last
             self._queue_cycle.rotate(queue)
         tag = message["properties"]["delivery_tag"]
         self.connection._deliver(message, queue)  # kombu's virtual transport hands it to the consumer
@@ -280,6 +285,7 @@ class Channel(RestoringChannel):
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         message, delay = self._outgoing(message)
+        # kombu's own choice of list for the message's priority, as its _put makes it
         list_key = self.global_keyprefix + self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
         keys = self.stalwart.stalwart_keys
         if message["headers"].get(PARK_HEADER):  # a paused task's job: parked until resumed (store.switches)
@@ -347,7 +353,7 @@ class Transport(kombu_redis.Transport):
         if not hasattr(kombu_redis.Channel, "unacked_restore_interval"):
             # kombu < 5.7 sweeps the unacked index every 10 s whatever the visibility timeout is.
             interval = float(connection.client.transport_options.get("unacked_restore_interval", 10))
-            if self.cycle is not None:
+            if self.cycle is not None:  # kombu's poller, whose sweep calls QoS.restore_visible
                 self._stalwart_timers.append(loop.call_repeatedly(interval, self.cycle.maybe_restore_messages))
 
     def check_waits(self) -> None:
