@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stalwart.app import Stalwart
 from stalwart.dev.embedded import free_port
+from stalwart.settings import Settings
 from stalwart.testing import WorkerProcess, wait_until
 from tests.integration.test_ops import get
 
@@ -112,3 +113,31 @@ def test_a_job_an_operator_revokes_is_not_run_and_is_logged_and_counted(
     assert r.get("effect:revoked") is None
     assert dead(app, job.id) is None
     assert r.hlen("unacked") == 0
+
+
+def test_global_keyprefix_is_honoured_by_fetch_delay_restore_and_keeper(
+    redis_url: str, worker_env: dict[str, str], make_worker: Callable[..., WorkerProcess], r: redis.Redis
+) -> None:
+    """kombu's ``global_keyprefix`` (STALWART_BROKER_KEYPREFIX): a plain producer and a Stalwart one
+    with the same prefix, a worker that consumes, delays, restores a killed worker's job and keeps a
+    live one's visible, all under the prefixed names."""
+    env = {"STALWART_TASK_MODULES": MODULES, "STALWART_BROKER_KEYPREFIX": "gp:"}
+    producer = Celery("plain-producer", broker=redis_url)
+    producer.conf.broker_transport_options = {"global_keyprefix": "gp:"}
+    app = Stalwart("tests", settings=Settings.from_env({**worker_env, **env}))
+    first = make_worker(env=env)
+    producer.send_task(RECORD, args=["gp-plain"])
+    producer.send_task(RECORD, args=["gp-plain-later"], countdown=1)
+    app.send_task(RECORD, args=["gp-stalwart"], countdown=1)
+    app.send_task(RECORD, args=["gp-slow", 8.0])  # longer than the 5 s visibility timeout
+    wait_until(lambda: r.get("effect:gp-plain") == b"1", 20)
+    wait_until(lambda: r.hlen("gp:unacked") == 1, 20, message="the slow job is not in the prefixed unacked hash")
+    first.kill()  # its job comes back on another worker, from the prefixed index
+    make_worker(env=env)
+    for key in ("gp-plain-later", "gp-stalwart", "gp-slow"):
+        wait_until(lambda k=key: r.get(f"effect:{k}") == b"1", 40, message=f"{key} never ran")
+    assert r.exists("celery", "unacked", "unacked_index") == 0  # nothing under the unprefixed names
+    assert r.smembers(app.stalwart.keys.registry("delayed")) == {b"gp:celery"}
+    wait_until(lambda: r.hlen("gp:unacked") == 0, 10)
+    assert r.get("effect:gp-slow") == b"1"  # re-stamped while it ran: not restored under its live worker
+    producer.close()
