@@ -119,6 +119,11 @@ class Channel(RestoringChannel):
 
     # -- consuming ---------------------------------------------------------------------------
 
+    @property
+    def stalwart_wait_timeout(self) -> float:
+        """kombu's BRPOP timeout (the channel's since kombu 5.6, the transport's before): the wait's."""
+        return float(getattr(self, "brpop_timeout", None) or getattr(self.connection, "brpop_timeout", 1) or 1)
+
     def stalwart_lists(self, queues: list[str]) -> list[tuple[str, str]]:
         """(full list key, queue) to fetch from, in order: priority step first, then the queues."""
         prefix = self.global_keyprefix
@@ -138,7 +143,7 @@ class Channel(RestoringChannel):
         self.connection.stalwart_lists = tuple(name for name, _ in lists)
         connection = self.client.connection  # the consumer's own connection, pinned by kombu's poller
         if self._stalwart_phase == WAIT:
-            wait = timeout if timeout else self.brpop_timeout
+            wait = timeout if timeout else self.stalwart_wait_timeout
             connection.send_command(*broker_store.wait_command(lists[0][0], wait or 1))
         else:
             connection.send_command(*broker_store.fetch_command(self.stalwart.keys, lists, self.stalwart.limits))
@@ -269,7 +274,7 @@ class Channel(RestoringChannel):
         if not connection or sent is None:
             return
         waited = now - sent
-        if waited <= self.stalwart.wait_grace + (self.brpop_timeout if self._stalwart_phase == WAIT else 0):
+        if waited <= self.stalwart.wait_grace + (self.stalwart_wait_timeout if self._stalwart_phase == WAIT else 0):
             return
         sock = getattr(connection, "_sock", None)  # redis-py's socket (kombu's own check reads it too)
         if sock is None or _readable(sock):
