@@ -88,6 +88,7 @@ class Channel(RestoringChannel):
     """A kombu Redis channel that fetches with one script and waits with BLMOVE."""
 
     QoS = QoS
+    brpop_timeout = 1  # kombu >= 5.6 sets it on each channel (its polling_interval); 5.5 always waited 1 s
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Delivery tags whose unacked record the fetch script wrote (QoS.append skips its own

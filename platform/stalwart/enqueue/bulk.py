@@ -10,6 +10,7 @@ already enqueued (earlier, or earlier in the same batch) returns its owner and i
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,9 +94,7 @@ def _enqueue_chunk(app: celery.Celery, name: str, jobs: Sequence[Prepared]) -> l
     owners = claim_keys(app, jobs)
     fresh = [job for job, owner in zip(jobs, owners, strict=True) if owner == job.task_id]
     try:
-        with app.producer_or_acquire() as producer, producer.batch(
-            max_size=max(1, len(jobs) * _COMMANDS_PER_JOB)
-        ):
+        with app.producer_or_acquire() as producer, _batch(producer, len(jobs)):
             declared: set[str] = set()
             for job in fresh:
                 _publish(app, producer, name, job, declared)
@@ -103,6 +102,13 @@ def _enqueue_chunk(app: celery.Celery, name: str, jobs: Sequence[Prepared]) -> l
         release_keys(app, fresh)
         raise
     return [app.AsyncResult(owner) for owner in owners]
+
+
+def _batch(producer: Any, jobs: int) -> Any:
+    """kombu's publish batch (one pipeline per chunk); kombu < 5.7 has none and publishes each job."""
+    if not hasattr(producer, "batch"):
+        return nullcontext()
+    return producer.batch(max_size=max(1, jobs * _COMMANDS_PER_JOB))
 
 
 def _publish(app: celery.Celery, producer: Any, name: str, job: Prepared, declared: set[str]) -> None:
