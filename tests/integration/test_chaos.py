@@ -217,14 +217,14 @@ def test_sigkill_workers_consuming_three_queues_with_priorities(
     jobs = [(f"m{q}{p}-{i}", q, p) for i in range(100) for p in (9, 6, 3, 0) for q in "abc"]
     keys = [key for key, _, _ in jobs]
     for key, queue, priority in jobs:
-        app.send_task(ORDERED, args=[key], queue=queue, priority=priority)
+        app.send_task(ORDERED, args=[key, 0.03], queue=queue, priority=priority)  # 6 s of work at least
     workers = [make_worker(env=QUEUES_ENV, queues="a,b,c", start=False) for _ in range(3)]
     for w in workers:
         w.start(wait=False)
     done = _all_accounted(app, ORDERED, keys)
     rng, kills, chaos_until = random.Random(11), 0, time.monotonic() + 20
     while not done() and time.monotonic() < chaos_until:
-        time.sleep(2)
+        time.sleep(1.5)
         victim = rng.choice(workers)
         victim.kill()
         kills += 1
