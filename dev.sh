@@ -5,6 +5,7 @@
 #                   with no arguments, the Celery/kombu seam's tests then run again on the oldest
 #                   supported pair (celery 5.5.3, kombu 5.5.4) in .venv-oldest
 #   ./dev.sh lint   ruff and mypy only
+#   ./dev.sh oldest the Celery/kombu seam's tests on the oldest supported pair only
 #   ./dev.sh bench  bench/throughput.py (plain Celery vs the Stalwart envelope)
 # Setup is idempotent and quiet: the venv is created once, and `pip install -e '.[dev]'` reruns
 # only when pyproject.toml changes. PYTHON picks the interpreter (default python3).
@@ -73,7 +74,7 @@ ensure_browser() {
 # The oldest Celery/kombu pair Stalwart supports (broker/compat.py, pyproject.toml): the tests
 # that exercise the Celery/kombu seam run again on it, in a virtual environment of its own.
 OLDEST_VENV=${OLDEST_VENV:-.venv-oldest}
-OLDEST_PINS=("celery[redis]==5.5.3" "kombu==5.5.4")
+OLDEST_PINS=("celery[redis]==5.5.3" "kombu==5.5.4" "redis[hiredis]==5.2.1")  # kombu 5.5 allows redis <= 5.2.1
 SEAM_TESTS=(
   tests/unit/test_transport.py tests/unit/test_compat.py tests/unit/test_delivery.py
   tests/integration/test_bad_messages.py tests/integration/test_bad_message_signals.py
@@ -133,6 +134,7 @@ case "$command" in
   run)   setup; exec "$VENV/bin/stalwart" dev "$@" ;;
   test)  setup; ensure_browser; run_tests "$@" ;;
   lint)  setup; lint ;;
+  oldest) run_oldest ;;
   bench) setup; exec "$VENV/bin/python" bench/throughput.py "$@" ;;
-  *)     echo "usage: ./dev.sh run|test|lint|bench [args...]" >&2; exit 2 ;;
+  *)     echo "usage: ./dev.sh run|test|lint|oldest|bench [args...]" >&2; exit 2 ;;
 esac
