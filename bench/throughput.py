@@ -4,13 +4,14 @@ Both run in the same process tree on one fresh embedded redis-server (flushed be
 with the same worker settings (prefork, -c 2, prefetch 1, late acks, JSON, task events on, no
 result backend). For each run all N jobs are enqueued first; a worker is then started and the
 drain is timed from the first job leaving the queue to the queues and the ``unacked`` hash being
-empty, polled the same way for both. Each round runs plain, then Stalwart on one queue, then
-Stalwart consuming three queues (``-Q q1,q2,q3``, the jobs spread over them); the ratios are the
-medians of the rounds' ratios. Round trips per job are counted in a separate, untimed run of
-each side under MONITOR (``INFO commandstats`` would also count the commands a Lua script runs
-inside one EVALSHA), minus the idle background rate (heartbeats, fetch waits, the delayed-set
-mover), with a MULTI/EXEC block counted once. What an idle worker costs Redis is counted the same
-way, over ten seconds, for a worker on three queues (and on one, for reference).
+empty, polled the same way for both. Each round runs plain, Stalwart on one queue and Stalwart
+consuming three queues (``-Q q1,q2,q3``, the jobs spread over them), in an order that turns
+round by round; the ratios are the medians of the rounds' ratios. Round trips per job are
+counted in a separate, untimed run of each side under MONITOR (``INFO commandstats`` would also
+count the commands a Lua script runs inside one EVALSHA), minus the idle background rate
+(heartbeats, fetch waits, the delayed-set mover), with a MULTI/EXEC block counted once. What an
+idle worker costs Redis is counted the same way, over ten seconds, for a worker on three queues
+(and on one, for reference).
 
 Last lines: ``multi_queue_ratio <3 queues ÷ 1 queue>``, ``idle_redis_cmds_per_s <3 queues>``,
 ``ratio <envelope ÷ plain>``.
@@ -290,8 +291,9 @@ def main() -> None:
     runs: list[Run] = []
     with RedisServer() as server:
         enqueue = {kind: enqueuer(kind, server.url) for kind in KINDS}
+        kinds = list(KINDS)
         for i in range(args.rounds):
-            for kind in KINDS:
+            for kind in kinds[i % len(kinds):] + kinds[:i % len(kinds)]:  # each kind takes each slot in turn
                 run = drain(kind, args.n, server, enqueue[kind])
                 runs.append(run)
                 print(f"round {i + 1} {kind:11s} {run.rate:6.0f} jobs/s ({run.seconds:.2f} s)", flush=True)
