@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from typing import Any
 
 import celery
@@ -35,6 +36,7 @@ from stalwart.runtime import runtime_of
 from stalwart.store.jobs import job_key
 
 log = logging.getLogger("stalwart.broker.consumer")
+DLQ_RETRY_PAUSE = 0.5
 RAW_LIMIT = 64 * 1024
 
 
@@ -111,6 +113,9 @@ def dead_letter_message(consumer: Any, message: Any, reason: str, detail: str,
         log.log(level, "could not dead-letter a %s message (%s); requeueing it: %s: %s",
                 reason, detail, type(err).__name__, err)
         message.reject_log_error(log, (), requeue=True)
+        # The message is back in its queue and may be the only one there: do not take it again at
+        # once, in a loop, while the DLQ cannot be written.
+        time.sleep(DLQ_RETRY_PAUSE)
         return
     log.error("dead-lettered a %s message as %s: %s", reason, entry.id, detail)
     runtime_of(app).hooks.call("on_dead_letter", entry, None)
