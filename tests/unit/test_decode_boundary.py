@@ -251,6 +251,7 @@ def test_known_killers_are_quarantined_not_raised(raw: bytes) -> None:
     (("properties", "delivery_info"), [], "property 'delivery_info' must be an object"),
     (("body",), 42, "'body' must be a string"),
     (("body",), "abc", "'body' is not base64"),
+    (("content-type",), decode.MALFORMED_CONTENT_TYPE, "is Stalwart's own"),
 ])
 def test_a_bad_field_is_named_in_the_reason(path: tuple[str, ...], value: Any, problem: str) -> None:
     env = template(plain=False)

@@ -158,9 +158,12 @@ _ENVELOPE_HEADERS = {MALFORMED_HEADER, decode.REASON_HEADER, decode.SOURCE_HEADE
 def entry_for_message(message: Any, reason: str, detail: str) -> DeadLetter:
     raw_headers = message.headers if isinstance(message.headers, dict) else {}
     headers = {k: v for k, v in raw_headers.items() if k not in _ENVELOPE_HEADERS}
-    task = headers.get("task", raw_headers.get(decode.CONTEXT_HEADERS["task"]))
-    task_id = headers.get("id", raw_headers.get(decode.CONTEXT_HEADERS["id"]))
-    source = raw_headers.get(decode.SOURCE_HEADER) or message.delivery_tag
+    # What the transport's quarantine envelope carries (only it makes that content type; the
+    # decode boundary quarantines a producer's message that claims it).
+    ours = raw_headers if message.content_type == MALFORMED_CONTENT_TYPE else {}
+    task = headers.get("task", ours.get(decode.CONTEXT_HEADERS["task"]))
+    task_id = headers.get("id", ours.get(decode.CONTEXT_HEADERS["id"]))
+    source = ours.get(decode.SOURCE_HEADER) or message.delivery_tag
     info = message.delivery_info or {}
     meta = Meta.from_header(headers.get(HEADER))
     args: list[Any] = []

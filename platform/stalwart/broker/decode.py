@@ -228,6 +228,8 @@ def envelope_problem(envelope: dict[str, Any]) -> str | None:
     for field in ("content-type", "content-encoding"):
         if not _text_or_none(envelope.get(field)):
             return f"{field!r} must be a string or null, got {_shown(envelope.get(field))}"
+    if envelope.get("content-type") == MALFORMED_CONTENT_TYPE:  # only the transport makes these
+        return f"content type {MALFORMED_CONTENT_TYPE} is Stalwart's own, not a producer's"
     props, headers = envelope["properties"], envelope["headers"]
     if not isinstance(props, dict):
         return "'properties' must be an object"
