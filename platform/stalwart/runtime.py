@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import weakref
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any, Protocol
 
@@ -43,6 +46,19 @@ class Runtime:
         # Run-time switches (pause/disable by task pattern), set by the worker's bootstep.
         self.switches: SwitchBoard | None = None
         self.wired = False  # the worker's bootstep wired this process (stalwart.worker.steps)
+        # A task name's registered task, set by the app: the DLQ scrubs positional secrets by it.
+        self.task_of: Callable[[str], Any] = lambda name: None
+        _RUNTIMES.add(self)
+
+    def forget_clients(self) -> None:
+        """Set aside every client and store made so far; the next use makes fresh ones.
+
+        The old ones are kept, never closed: closing a client takes its pool's lock, which a
+        forked child may have inherited held.
+        """
+        for name, value in vars(Runtime).items():
+            if isinstance(value, cached_property) and name in self.__dict__:
+                _SET_ASIDE.append(self.__dict__.pop(name))
 
     @cached_property
     def redis(self) -> Redis:
@@ -90,7 +106,22 @@ class Runtime:
 
     @cached_property
     def dlq(self) -> DeadLetterQueue:
-        return DeadLetterQueue(self.redis, self.keys, self.settings)
+        return DeadLetterQueue(self.redis, self.keys, self.settings, task_of=lambda name: self.task_of(name))
+
+
+_RUNTIMES: weakref.WeakSet[Runtime] = weakref.WeakSet()
+_SET_ASIDE: list[Any] = []  # a forked child's inherited clients: never used, never closed
+
+
+def _forget_clients_in_child() -> None:
+    """A forked process (a pool child, also one that replaces a recycled child while the main
+    process's threads run) never uses its parent's Redis clients: a thread of the parent may have
+    held a client's pool lock at the fork, and redis-py 8 waits on that copied lock for ever."""
+    for runtime in list(_RUNTIMES):
+        runtime.forget_clients()
+
+
+os.register_at_fork(after_in_child=_forget_clients_in_child)
 
 
 def runtime_of(app: Any) -> Runtime:

@@ -63,6 +63,15 @@ PLAIN_DEFERRALS = frozenset({"paused", "busy", "claim_lost"})
 _thread_lock = threading.Lock()
 
 
+def _new_lock_in_child() -> None:
+    """A child forked while a scrape thread held the lock must not inherit it held."""
+    global _thread_lock  # noqa: PLW0603 - the one module lock, replaced in a forked child
+    _thread_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
 class LabelValues:
     """At most ``limit`` distinct values of one label in this process; the rest are ``other``."""
 

@@ -56,6 +56,21 @@ _registered: OrderedDict[tuple[int, str, str], float] = OrderedDict()  # -> mono
 _stores: weakref.WeakKeyDictionary[Runtime, Any] = weakref.WeakKeyDictionary()
 
 
+_set_aside: list[Any] = []  # a forked child's inherited permit clients: never used, never closed
+
+
+def _fresh_in_child() -> None:
+    """A forked child gets its own lock and its own permit clients (see stalwart.runtime); the
+    inherited ones are kept unclosed (closing takes a pool lock the fork may have copied held)."""
+    global _lock, _stores  # noqa: PLW0603 - module state, replaced in a forked child
+    _lock = threading.Lock()
+    _set_aside.append(_stores)
+    _stores = weakref.WeakKeyDictionary()
+
+
+os.register_at_fork(after_in_child=_fresh_in_child)
+
+
 def redis_errors() -> dict[str, int]:
     """State-store errors per policy name in this process (for the metrics endpoint); at most
     MAX_TRACKED_NAMES names, the rest counted under ``other``."""
