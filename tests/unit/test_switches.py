@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import fakeredis
@@ -11,6 +12,7 @@ import redis
 from stalwart.errors import ConfigurationError
 from stalwart.policies import switches
 from stalwart.store.keys import Keys
+from stalwart.store.switches import PARK_HEADER, ParkedStore
 
 KEYS = Keys("t")
 
@@ -71,3 +73,39 @@ def test_the_board_fails_open_and_logs_once(caplog: pytest.LogCaptureFixture) ->
             assert board.state("a.task") is None
             clock.now += 1
     assert len(caplog.records) == 1
+
+
+# -- parked jobs (issue 10.7), on a real redis-server --------------------------------------------
+
+
+def message(task: str, n: int) -> dict[str, object]:
+    return {"body": f"b{n}", "headers": {"task": task, PARK_HEADER: task}, "properties": {"delivery_tag": f"t{n}"}}
+
+
+def test_resume_releases_parked_jobs_to_their_queue_oldest_first(r: redis.Redis) -> None:
+    parked = ParkedStore(r, KEYS)
+    switches.set_switch(r, KEYS, "billing.*", "paused")
+    for n in range(3):
+        parked.park("celery", message("billing.charge", n))
+    parked.park("mail", message("mail.send", 9))
+    assert switches.parked_counts(r, KEYS) == {"billing.charge": 3, "mail.send": 1}
+    assert r.llen("celery") == 0
+    assert switches.release_unpaused(r, r, KEYS) == 1  # mail.send is not paused: a racing park
+    assert switches.clear(r, KEYS, "billing.*")
+    assert switches.parked_counts(r, KEYS) == {}
+    bodies = [json.loads(r.rpop("celery"))["body"] for _ in range(3)]  # type: ignore[arg-type]
+    assert bodies == ["b0", "b1", "b2"]  # consumed oldest first
+    assert PARK_HEADER not in json.loads(r.rpop("mail"))["headers"]  # type: ignore[arg-type]
+    assert r.keys(f"{KEYS.prefix}:{{parked}}:*") == []
+
+
+def test_a_task_still_paused_by_another_pattern_stays_parked(r: redis.Redis) -> None:
+    parked = ParkedStore(r, KEYS)
+    switches.set_switch(r, KEYS, "billing.*", "paused")
+    switches.set_switch(r, KEYS, "billing.charge", "paused")
+    parked.park("celery", message("billing.charge", 1))
+    switches.clear(r, KEYS, "billing.*")
+    assert switches.parked_counts(r, KEYS) == {"billing.charge": 1}
+    switches.set_switch(r, KEYS, "billing.charge", "disabled")  # disabling releases (to be dead-lettered)
+    assert switches.parked_counts(r, KEYS) == {}
+    assert r.llen("celery") == 1
