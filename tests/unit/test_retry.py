@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import inspect
+
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stalwart import Permanent, Retry, RetryAfter
 from stalwart.errors import ConfigurationError
 from stalwart.job.classify import ExplicitRetry, Verdict, backoff_delay, classify
+from stalwart.job.retry import RetryCall, countdown_of, next_arguments
+from stalwart.store.enqueue import scoped
 
 
 def top(_: object = None) -> float:
@@ -122,3 +129,67 @@ def test_never_retried_past_the_deadline() -> None:
 
 def test_past_deadline_is_expired_even_with_zero_delay() -> None:
     assert classify(RetryAfter(0), POLICY, (), 1, remaining=-1.0).reason == "expired"
+
+
+# -- Celery's retry() arguments (issue 10.6) ----------------------------------------------------
+
+
+def test_explicit_retry_max_retries_overrides_the_policy() -> None:
+    call = RetryCall(max_retries=10, countdown=0.5)
+    assert classify(ExplicitRetry(None, 0.5, call), POLICY, (), 4, None) == Verdict("retry", delay=0.5)
+    assert classify(ExplicitRetry(None, 0.5, call), POLICY, (), 11, None) == Verdict("dead", "exhausted")
+    assert classify(ExplicitRetry(None, 0.5, RetryCall(max_retries=1)), POLICY, (), 2, None).reason == "exhausted"
+
+
+def test_countdown_wins_over_eta_and_eta_counts_from_now() -> None:
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    assert countdown_of(now + dt.timedelta(seconds=30), 5, now=lambda tz: now) == 5.0
+    assert countdown_of(now + dt.timedelta(seconds=30), None, now=lambda tz: now) == 30.0
+    assert countdown_of(now - dt.timedelta(seconds=30), None, now=lambda tz: now) == 0.0
+    assert countdown_of(None, None) is None
+
+
+def two(a: int, b: int = 0, *rest: int, c: int = 0, **more: int) -> None:
+    """A task signature with every kind of parameter."""
+
+
+def test_next_arguments_follow_celery() -> None:
+    current = ((1,), {"b": 2, "c": 3})
+    assert next_arguments(two, current, RetryCall()) == ((1,), {"b": 2, "c": 3})
+    assert next_arguments(two, current, RetryCall(args=(7, 8))) == ((7, 8), {"c": 3})  # b now positional
+    assert next_arguments(two, ((1, 2), {}), RetryCall(kwargs={"b": 9})) == ((1, 9), {})
+    assert next_arguments(two, ((1, 2), {}), RetryCall(kwargs={"c": 4})) == ((1, 2), {"c": 4})
+    assert next_arguments(two, current, RetryCall(args=(5,), kwargs={"x": 1})) == ((5,), {"x": 1})
+
+
+@given(
+    args=st.lists(st.integers(), max_size=4).map(tuple),
+    kwargs=st.dictionaries(st.sampled_from(["b", "c", "d"]), st.integers(), max_size=3),
+    new_args=st.none() | st.lists(st.integers(), max_size=4).map(tuple),
+    new_kwargs=st.none() | st.dictionaries(st.sampled_from(["b", "c", "d"]), st.integers(), max_size=3),
+)
+def test_next_arguments_never_give_one_parameter_twice(
+    args: tuple[int, ...], kwargs: dict[str, int], new_args: tuple[int, ...] | None, new_kwargs: dict[str, int] | None
+) -> None:
+    """Whatever the call, the next attempt's arguments bind the task as long as the current ones did."""
+    try:
+        inspect.signature(two).bind(*args, **kwargs)
+    except TypeError:
+        return
+    nxt_args, nxt_kwargs = next_arguments(two, (args, kwargs), RetryCall(args=new_args, kwargs=new_kwargs))
+    if new_args is not None and new_kwargs is not None:
+        assert (nxt_args, nxt_kwargs) == (new_args, new_kwargs)
+        return
+    if new_args is None and new_kwargs is None:
+        assert (nxt_args, nxt_kwargs) == (args, kwargs)
+    if len(nxt_args) >= 1 or "a" in nxt_kwargs:
+        inspect.signature(two).bind(*nxt_args, **nxt_kwargs)
+
+
+@given(task=st.text(min_size=1), key=st.text(min_size=1), other=st.text(min_size=1))
+def test_scoped_keys_are_per_task_and_stable(task: str, key: str, other: str) -> None:
+    once = scoped(task, key)
+    assert once.startswith(f"{task}:")
+    assert scoped(task, once) == once  # a derived (already scoped) key is kept
+    if other != task and not once.startswith(f"{other}:"):
+        assert scoped(other, key) != once
