@@ -133,16 +133,21 @@ def test_any_entry_renders_clean(args: list[Any], kwargs: dict[str, Any], messag
 
 def test_basic_login_parsing() -> None:
     assert basic_login("Basic dmlld2VyOnB3OmV4dHJh") == ("viewer", "viewer:pw:extra")
-    for bad in (None, "", "Bearer x", "Basic !!!", "Basic //79"):
+    for bad in (None, "", "Bearer x", "Basic !!!", "Basic //79", "basic dmlld2VyOnB3", "Basic a b"):
         assert basic_login(bad) is None
+    # Parsed as Flower parses it: any whitespace separates, characters outside the alphabet are dropped.
+    assert basic_login("Basic\tdmlld2VyOnB3") == basic_login("Basic dmll*d2VyOnB3") == ("viewer", "viewer:pw")
 
 
 def test_who_is_read_only() -> None:
     viewer = "Basic " + base64.b64encode(b"viewer:pw").decode()
     ops = "Basic " + base64.b64encode(b"ops:pw").decode()
     settings = Settings(console_readonly_auth=("viewer:pw",))
-    console = Console(Stalwart("ro", settings=settings, set_as_current=False))
-    assert (console.readonly(viewer), console.readonly(ops), console.readonly(None)) == (True, False, False)
+    console = Console(Stalwart("ro", settings=settings, set_as_current=False), full_logins=("ops:pw",))
+    assert (console.readonly(viewer), console.readonly(ops), console.readonly(None)) == (True, False, True)
+    # Not recognised as a full-access login: read-only (a header only Flower could read, a wrong password).
+    assert console.readonly("Basic " + base64.b64encode(b"ops:wrong").decode())
+    assert console.readonly("Basic\t" + base64.b64encode(b"viewer:pw").decode())
     assert console.is_readonly_login(viewer)
     assert not console.is_readonly_login("Basic " + base64.b64encode(b"viewer:wrong").decode())
     everyone = Console(Stalwart("ro", settings=Settings(console_readonly=True), set_as_current=False))

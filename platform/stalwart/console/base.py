@@ -39,6 +39,11 @@ class Forbidden(tornado.web.RequestHandler):
     def check_xsrf_cookie(self) -> None:
         """Refused in prepare() whatever the token."""
 
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """The console API's own answer (``{"error": ...}``), for Flower's routes too."""
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps({"error": READONLY_MESSAGE}))
+
 
 class ConsoleMixin:
     """Shared by pages and the JSON API."""

@@ -4,7 +4,6 @@ may act (read-only for everyone, for Flower's ``--read_only``, or for the read-o
 from __future__ import annotations
 
 import base64
-import binascii
 import fnmatch
 import hmac
 from collections.abc import Iterable
@@ -19,13 +18,16 @@ from stalwart.runtime import Runtime, runtime_of
 
 
 def basic_login(authorization: str | None) -> tuple[str, str] | None:
-    """``(user, user:password)`` from a Basic ``Authorization`` header, or None."""
-    scheme, _, encoded = (authorization or "").partition(" ")
-    if scheme.lower() != "basic" or not encoded:
-        return None
+    """``(user, user:password)`` from a Basic ``Authorization`` header, or None: parsed exactly as
+    Flower's ``BaseHandler.get_current_user`` parses it (split on any whitespace into two parts,
+    scheme exactly ``Basic``, ``b64decode`` without validation, so characters outside the alphabet
+    are dropped), so the console sees the very login Flower accepted."""
     try:
-        credential = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+        scheme, encoded = (authorization or "").split()
+        credential = base64.b64decode(encoded.encode()).decode()
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors, as Flower catches
+        return None
+    if scheme != "Basic" or not credential:
         return None
     return credential.partition(":")[0], credential
 
@@ -33,12 +35,14 @@ def basic_login(authorization: str | None) -> tuple[str, str] | None:
 class Console:
     """The console's shared state, built once per Flower process."""
 
-    def __init__(self, capp: celery.Celery, *, flower_read_only: bool = False) -> None:
+    def __init__(self, capp: celery.Celery, *, flower_read_only: bool = False,
+                 full_logins: Iterable[str] = ()) -> None:
         self.capp = capp
         self.runtime: Runtime = runtime_of(capp)
         self.settings = self.runtime.settings
         self.readonly_everyone = self.settings.console_readonly or flower_read_only
         self.readonly_logins = tuple(self.settings.console_readonly_auth)
+        self.full_logins = tuple(full_logins)  # Flower's own --basic_auth credentials
         self.audit = AuditLog(self.runtime.redis, self.runtime.keys)
         self.bulk = BulkActions(capp, self.audit)
         self.replayer = Replayer(capp)
@@ -48,8 +52,19 @@ class Console:
         login = basic_login(authorization)
         return login is not None and any(hmac.compare_digest(login[1], c) for c in self.readonly_logins)
 
+    def is_full_login(self, authorization: str | None) -> bool:
+        """True when the request logs in with one of Flower's own (full-access) credentials and
+        not with a read-only one."""
+        login = basic_login(authorization)
+        return (login is not None and not self.is_readonly_login(authorization)
+                and any(hmac.compare_digest(login[1], c) for c in self.full_logins))
+
     def readonly(self, authorization: str | None) -> bool:
-        return self.readonly_everyone or self.is_readonly_login(authorization)
+        """Read-only for everyone, or (when read-only logins exist) for every request that is not
+        recognised as a full-access login: a header the console cannot read is never full access."""
+        if self.readonly_everyone:
+            return True
+        return bool(self.readonly_logins) and not self.is_full_login(authorization)
 
     def task(self, name: str | None) -> Any:
         """The registered task object of ``name`` here (for parameter names), or None."""

@@ -49,14 +49,16 @@ def routes() -> list[Any]:
 def build(app: Any) -> None:
     """Add the console to a starting Flower app: its state, its routes, its read-only logins."""
     options = app.options
-    console = Console(app.capp, flower_read_only=bool(getattr(options, "read_only", False)))
+    console = Console(app.capp, flower_read_only=bool(getattr(options, "read_only", False)),
+                      full_logins=options.basic_auth or ())
     app.console = console
     if console.readonly_logins:  # Flower's own basic-auth check must accept them too
         options.basic_auth = [*(options.basic_auth or []), *console.readonly_logins]
 
     def refuse(request: Any) -> type | None:
-        """A read-only login may look anywhere (Flower's pages too) but change nothing."""
-        if request.method not in SAFE_METHODS and console.is_readonly_login(request.headers.get("Authorization")):
+        """A read-only login, or anyone in read-only mode, may look anywhere (Flower's pages too)
+        but change nothing: Flower's own actions (revoke, pool resize, shutdown) included."""
+        if request.method not in SAFE_METHODS and console.readonly(request.headers.get("Authorization")):
             return Forbidden
         return None
 
