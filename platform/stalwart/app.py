@@ -47,10 +47,15 @@ class Stalwart(celery.Celery):
             )
         super().__init__(main, **kwargs)
         self.stalwart = Runtime(self.settings, Hooks(hooks or ()))
+        self.stalwart.task_of = self._registered  # read when the DLQ indexes an entry
         self.conf.update(self.safe_defaults(self.settings))
         # Only registered here: the steps wire the worker (threads, ops port, Sentry, logs,
         # metrics) when a worker starts, never when an app or the CLI builds a Stalwart().
         register_steps(self)
+
+    def _registered(self, name: str) -> Any:
+        """The task registered under ``name`` here, or None (the registry is read when asked)."""
+        return self.tasks.get(name)
 
     @staticmethod
     def safe_defaults(settings: Settings) -> dict[str, Any]:

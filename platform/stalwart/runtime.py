@@ -106,7 +106,7 @@ class Runtime:
 
     @cached_property
     def dlq(self) -> DeadLetterQueue:
-        return DeadLetterQueue(self.redis, self.keys, self.settings, task_of=lambda name: self.task_of(name))
+        return DeadLetterQueue(self.redis, self.keys, self.settings, task_of=self.task_of)
 
 
 _RUNTIMES: weakref.WeakSet[Runtime] = weakref.WeakSet()

@@ -8,7 +8,6 @@ Pure functions.
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -17,10 +16,12 @@ from stalwart.dlq.display import show, visible
 from stalwart.dlq.entry import DeadLetter, unreplayable_reason
 from stalwart.dlq.queue import key_of
 from stalwart.dlq.replay import entry_meta
-from stalwart.ops.scrub import FILTERED, is_secret, scrub, secret_values
+from stalwart.dlq.secrets import parameter_names, scrubbed_call
+from stalwart.ops.scrub import scrub, scrub_raw
 
-__all__ = ["detail", "iso", "row", "scrubbed_call", "show", "show_map", "show_rows", "visible"]
+__all__ = ["detail", "iso", "parameter_names", "row", "scrubbed_call", "show", "show_map", "show_rows", "visible"]
 ROW_ERROR_CHARS = 300
+REPR_CHARS = 1024  # Celery's own cut of argsrepr/kwargsrepr
 
 def show_map(value: Mapping[str, Any]) -> dict[str, Any]:
     """:func:`show` of a mapping, typed."""
@@ -45,38 +46,23 @@ def iso(ms: Any) -> str | None:
     return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def parameter_names(task: Any, count: int) -> list[str | None]:
-    """The names of the first ``count`` positional parameters of a registered task's ``run``."""
-    try:
-        params = list(inspect.signature(task.run).parameters.values())
-    except (AttributeError, TypeError, ValueError):
-        return [None] * count
-    names: list[str | None] = []
-    for p in params:
-        if p.kind is inspect.Parameter.VAR_POSITIONAL:
-            break
-        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
-            names.append(p.name)
-    return (names + [None] * count)[:count]
-
-
-def scrubbed_call(task: Any, args: list[Any], kwargs: dict[str, Any],
-                  headers: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any], set[str]]:
-    """Arguments with secret-named ones filtered (positional ones named through the task's
-    signature when it is registered here), and the secret values found, to cut from text."""
-    names = parameter_names(task, len(args)) if task is not None else [None] * len(args)
-    named = {n: a for n, a in zip(names, args, strict=True) if n is not None}
-    secrets = secret_values(named) | secret_values(kwargs) | secret_values(dict(headers))
-    shown = [FILTERED if n is not None and is_secret(n) else scrub(a, secrets) for n, a in zip(names, args,
-                                                                                                strict=True)]
-    return shown, scrub(kwargs, secrets), secrets
-
-
 def _text(value: str | None, secrets: set[str], limit: int | None = None) -> str | None:
+    """Scrubbed first, then cut (a secret straddling the cut would otherwise show its head)."""
     if value is None:
         return None
-    cut = value if limit is None else value[:limit]
-    return visible(scrub(cut, secrets))
+    clean: str = scrub(value, secrets)
+    return visible(clean if limit is None else clean[:limit])
+
+
+def _headers(headers: dict[str, Any], args: list[Any], kwargs: dict[str, Any], secrets: set[str]) -> dict[str, Any]:
+    """Scrubbed headers, with Celery's argsrepr/kwargsrepr re-derived from the scrubbed arguments
+    (the message's own are repr() text, where an escaped secret no longer matches its value)."""
+    shown: dict[str, Any] = scrub(headers, secrets)
+    if "argsrepr" in headers:
+        shown["argsrepr"] = repr(tuple(args))[:REPR_CHARS]
+    if "kwargsrepr" in headers:
+        shown["kwargsrepr"] = repr(kwargs)[:REPR_CHARS]
+    return shown
 
 
 def row(entry: DeadLetter, task: Any = None) -> dict[str, Any]:
@@ -99,7 +85,8 @@ def detail(entry: DeadLetter, task: Any = None) -> dict[str, Any]:
     meta = entry_meta(entry)
     attempts = [{**scrub(a, secrets), "at_iso": iso(a.get("at"))} for a in entry.attempts if isinstance(a, dict)]
     why = unreplayable_reason(entry)
-    headers, options = scrub(entry.headers or {}, secrets), scrub(entry.options or {}, secrets)
+    headers = _headers(entry.headers or {}, args, kwargs, secrets)
+    options = scrub(entry.options or {}, secrets)
     return show_map({
         "id": entry.id, "task": entry.task, "task_id": entry.task_id, "queue": entry.queue,
         "reason": entry.reason, "replayable": entry.replayable, "why_not_replayable": why,
@@ -108,7 +95,8 @@ def detail(entry: DeadLetter, task: Any = None) -> dict[str, Any]:
         "dead_at": entry.dead_at, "dead_at_iso": iso(entry.dead_at), "hostname": entry.hostname,
         "exc_type": entry.exc_type, "error": _text(entry.exc_message, secrets),
         "args": args, "kwargs": kwargs, "headers": headers, "options": options, "attempts": attempts,
-        "traceback": _text(entry.traceback, secrets), "raw": _text(entry.raw, secrets),
+        "traceback": _text(entry.traceback, secrets),
+        "raw": None if entry.raw is None else visible(scrub_raw(entry.raw, secrets)),
         "pretty": {name: pretty(value) for name, value in
                    (("args", args), ("kwargs", kwargs), ("headers", headers), ("options", options))},
     })

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,10 +13,11 @@ import redis
 
 from stalwart.dlq.causes import cause_id, normalise
 from stalwart.dlq.entry import DeadLetter, Filter, new_entry_id
+from stalwart.dlq.secrets import scrubbed_call
 from stalwart.errors import DLQError, EntryNotFound
-from stalwart.ops.scrub import scrub, secret_values
+from stalwart.ops.scrub import scrub
 from stalwart.settings import Settings
-from stalwart.store.dlq import DLQStore, NewEntry
+from stalwart.store.dlq import DLQStore, NewEntry, cursor_ok
 from stalwart.store.keys import Keys
 
 log = logging.getLogger("stalwart.dlq")
@@ -33,11 +34,12 @@ def key_of(entry: DeadLetter) -> str | None:
     return str(key) if key is not None else None
 
 
-def new_entry(entry: DeadLetter) -> NewEntry:
-    """What the store indexes for ``entry``: its cause, and a search text with secrets cut out."""
-    secrets = secret_values(entry.kwargs) | secret_values(entry.headers)
-    message = scrub(entry.exc_message or "", secrets)
-    call = json.dumps(scrub([entry.args, entry.kwargs], secrets), default=repr)[:400]
+def new_entry(entry: DeadLetter, task: Any = None) -> NewEntry:
+    """What the store indexes for ``entry``: its cause, and a search text with secrets cut out
+    (positional secrets too, named through ``task``'s signature when it is registered here)."""
+    args, kwargs, secrets = scrubbed_call(task, list(entry.args), dict(entry.kwargs), entry.headers or {})
+    message: str = scrub(entry.exc_message or "", secrets)
+    call = json.dumps([args, kwargs], default=repr)[:400]
     parts = (entry.id, entry.task_id, entry.task, entry.exc_type, message[:400], call, key_of(entry))
     return NewEntry(
         entry_id=entry.id, entry_json=entry.to_json(), reason=entry.reason, source=entry.source,
@@ -66,9 +68,14 @@ class EntryPage:
 class DeadLetterQueue:
     """Add, list, show, remove and count dead-letter entries. Replay lives in :mod:`.replay`."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings,
+                 task_of: Callable[[str], Any] = lambda name: None) -> None:
         self.settings = settings
         self.store = DLQStore(client, keys)
+        self.task_of = task_of  # a task name's registered task (its signature names positional secrets)
+
+    def _new(self, entry: DeadLetter) -> NewEntry:
+        return new_entry(entry, self.task_of(entry.task) if entry.task else None)
 
     @property
     def _retention(self) -> dict[str, int]:
@@ -79,7 +86,7 @@ class DeadLetterQueue:
         """Store ``entry``; False when its source is already dead-lettered for the same task id
         (a redelivery), in which case ``entry.id`` becomes the id of the entry that holds it."""
         for _ in range(_ID_ATTEMPTS):
-            done = self.store.add(new_entry(entry), **self._retention)
+            done = self.store.add(self._new(entry), **self._retention)
             if not done.id_taken:
                 entry.id = done.entry_id
                 return done.added
@@ -89,7 +96,7 @@ class DeadLetterQueue:
 
     def add_many(self, entries: builtins.list[DeadLetter]) -> int:
         """Add many entries in one pipeline (seeding, imports); returns how many were new."""
-        done = self.store.add_many([new_entry(e) for e in entries], **self._retention)
+        done = self.store.add_many([self._new(e) for e in entries], **self._retention)
         return sum(1 for d in done if d.added)
 
     def get(self, entry_id: str) -> DeadLetter:
@@ -103,17 +110,25 @@ class DeadLetterQueue:
         return [DeadLetter.from_json(raw) for raw in self.store.get_many(entry_ids) if raw is not None]
 
     def page(self, flt: Filter = Filter(), cursor: str | None = None, limit: int = 50) -> EntryPage:
-        """Up to ``limit`` matching entries, newest first, from ``cursor`` (None: the newest)."""
+        """Up to ``limit`` matching entries, newest first, from ``cursor`` (None: the newest).
+
+        One request examines at most :data:`PAGE_BUDGET` index members: a search or filters that
+        match little return fewer entries (even none) and the cursor to go on from."""
         if limit < 1:
             raise DLQError("limit must be >= 1")
+        if cursor is not None and not cursor_ok(cursor):
+            raise DLQError(f"{cursor[:80]!r} is not a page cursor (give the 'cursor' of a previous page)")
         ids: builtins.list[str] = []
         total: int | None = None
+        scanned = 0
         while True:
             found = self.store.page(filters=_filters(flt), since_ms=flt.since_ms, until_ms=flt.until_ms,
-                                    cursor=cursor, count=limit - len(ids), budget=PAGE_BUDGET, search=flt.search)
+                                    cursor=cursor, count=limit - len(ids), budget=PAGE_BUDGET - scanned,
+                                    search=flt.search)
             ids.extend(found.ids)
+            scanned += found.scanned
             cursor, total = found.cursor, found.total if total is None else total
-            if cursor is None or len(ids) >= limit:
+            if cursor is None or len(ids) >= limit or scanned >= PAGE_BUDGET:
                 return EntryPage(self.get_many(ids), cursor, total)
 
     def iter_ids(self, flt: Filter = Filter(), batch: int = 500) -> Iterator[builtins.list[str]]:

@@ -32,7 +32,8 @@ from stalwart.store.keys import Keys
 from stalwart.store.scripts import as_int, guarded, script, text, text_map
 
 INDEX_CHARS = 160
-_CURSOR = re.compile(r"^(\d{14})-(\d{14})-([\w:.-]{1,200})$")
+_CURSOR = re.compile(r"^([0-9]{14})-([0-9]{14})-([0-9A-Za-z_:.-]{1,200})$")
+TOP_MS = 99_999_999_999_999  # the largest dead-at the lex index's 14-digit inverted times hold
 RING_SLOTS = 360  # minutes kept by the additions-per-minute ring (dlq_add)
 _PARTS = ("entries", "index", "stats", "sources", "origins", "meta", "lex", "causes", "causes:last",
           "causes:count", "search", "per-minute")
@@ -136,7 +137,10 @@ class DLQStore:
              count: int, budget: int, search: str | None) -> Page:
         """Entry ids matching ``filters`` (dimension q/t/r/c → index value), newest first."""
         values = {d: index_value(v) if d in ("q", "t") else v for d, v in filters.items()}
-        args = [json.dumps(values), -1 if since_ms is None else since_ms, -1 if until_ms is None else until_ms,
+        since_ms, until_ms = max(0, since_ms or 0), TOP_MS if until_ms is None else min(until_ms, TOP_MS)
+        if until_ms < since_ms:  # an empty range (an until before 1970 too): no entry is dead in it
+            return Page([], None, 0, 0)
+        args = [json.dumps(values), since_ms, until_ms,
                 _decode_cursor(cursor), count, budget, (search or "").lower()]
         ids, nxt, total, scanned = script("dlq_page")(
             self.client, [self.keys.dlq("lex"), self.keys.dlq("meta"), self.keys.dlq("search")], args
@@ -201,8 +205,14 @@ def _added(reply: list[Any]) -> Added:
     return Added(int(added) == 1, int(now), int(evicted), text(holder), id_taken=int(added) == -1)
 
 
+def cursor_ok(cursor: str) -> bool:
+    """True when ``cursor`` has the form of a page cursor (ASCII digits and id characters only)."""
+    return _CURSOR.match(cursor) is not None
+
+
 def _decode_cursor(cursor: str | None) -> str:
-    """A page cursor from a URL (``<inverted dead-at>-<inverted seq>-<id>``) as a member suffix."""
+    """A page cursor from a URL (``<inverted dead-at>-<inverted seq>-<id>``) as a member suffix;
+    the DLQ refuses a malformed one (:func:`cursor_ok`) before it gets here."""
     if not cursor:
         return ""
     match = _CURSOR.match(cursor)
