@@ -31,6 +31,7 @@ from stalwart.store.bulk import BulkStore
 log = logging.getLogger("stalwart.dlq.bulk")
 ACTIONS = ("replay", "purge")
 MAX_IDS = 10_000  # ids one selection may list; larger selections are filters
+AUDIT_IDS = 20  # ids of a listed selection the audit record keeps (with their count)
 MAX_REASONS = 20  # skip reasons kept per job (the rest are counted under "other")
 BATCH = 100
 
@@ -52,6 +53,12 @@ class Selection:
         if self.flt is not None:
             return {"filter": {k: v for k, v in asdict(self.flt).items() if v is not None}}
         return {"ids": list(self.ids)}
+
+    def summary(self) -> dict[str, Any]:
+        """The selection as the audit log keeps it: the filter, or how many ids and a few of them."""
+        if self.flt is not None:
+            return self.to_dict()
+        return {"ids": len(self.ids), "sample": list(self.ids[:AUDIT_IDS])}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Selection:
@@ -103,7 +110,7 @@ class BulkActions:
         selection = Selection.from_dict(plan["selection"])
         job = self._start(action, selection, name=name.strip()[:200] or action, who=who, plan_of=plan_id)
         self.audit.record(who, f"{action} started", job["name"], plan.get("total"),
-                          {"job": job["id"], "selection": selection.to_dict()})
+                          {"job": job["id"], "selection": selection.summary()})
         return job
 
     def _start(self, kind: str, selection: Selection, *, name: str, who: str,
