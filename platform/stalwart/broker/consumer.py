@@ -260,6 +260,26 @@ def on_revoked(sender: Any = None, request: Any = None, terminated: bool = False
     runtime.hooks.call("after_job", ctx, Outcome("skipped", reason="revoked"))
 
 
+class Receipt:
+    """The transport's mark on a message whose receipt began (see :mod:`stalwart.broker.restore`)."""
+
+    def __init__(self, channel: Any, tag: str) -> None:
+        self.channel, self.tag = channel, tag
+
+    @classmethod
+    def of(cls, message: Any) -> Receipt:
+        channel = getattr(message, "channel", None)
+        tag = str(getattr(message, "delivery_tag", ""))
+        if channel is not None and hasattr(channel, "stalwart_receiving"):  # Stalwart's transport only
+            channel.stalwart_receiving(tag)
+            return cls(channel, tag)
+        return cls(None, tag)
+
+    def done(self) -> None:
+        if self.channel is not None:
+            self.channel.stalwart_received(self.tag)
+
+
 class Consumer(CeleryConsumer):
     """Celery's consumer, dead-lettering what it would discard or choke on."""
 
@@ -276,6 +296,14 @@ class Consumer(CeleryConsumer):
         connection_errors = tuple(getattr(self, "connection_errors", ()))
 
         def on_task_received(message: Any) -> Any:
+            # A receipt that ends the process (SystemExit, WorkerShutdown, KeyboardInterrupt: not
+            # Exception) leaves the mark, so the shutdown's restore keeps the message's fetch count.
+            mark = Receipt.of(message)
+            result = receive(message)
+            mark.done()
+            return result
+
+        def receive(message: Any) -> Any:
             headers = message.headers if isinstance(message.headers, dict) else {}
             if message.content_type == MALFORMED_CONTENT_TYPE:
                 detail = str(headers.get(MALFORMED_HEADER, "undecodable"))

@@ -4,8 +4,12 @@ kombu's Redis QoS selects the messages to restore by ``time()`` of the worker do
 whose clock runs ahead puts back a live worker's in-flight jobs. Here the selection runs in Lua on
 the Redis clock (``unacked_due``), and each message goes back to its list in one compare-and-restore
 script (``unacked_restore``) with its exact bytes, whatever they are. A message given back by a live
-consumer (reject with requeue, the channel closing) is an orderly requeue and its fetch count is
-cleared; one restored because its visibility timeout passed is not (its consumer died).
+consumer is an orderly requeue and its fetch count is cleared: a deliberate reject with requeue, or
+the channel closing (a warm shutdown) over a message the worker had not begun to receive. A message
+whose receipt began and never finished (the consumer marks it, :meth:`RestoringChannel.stalwart_receiving`)
+ended the worker: SystemExit, Celery's WorkerShutdown/WorkerTerminate or KeyboardInterrupt raised while
+Celery took it; its restore at shutdown keeps its count, as does one restored because its visibility
+timeout passed (its consumer died), so the crash-loop guard quarantines it after ``max_fetches``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class RestoringChannel(kombu_redis.Channel):
 
     _stalwart_recorded: set[str]
     _stalwart_quarantined: dict[str, str]
+    _stalwart_receiving: set[str]
     stalwart: Any
     connection_errors: tuple[type[BaseException], ...]
 
@@ -44,12 +49,22 @@ class RestoringChannel(kombu_redis.Channel):
         with self.conn_or_acquire() as client:
             broker_store.quarantine_done(client, self.stalwart.keys, entry_id)
 
-    def stalwart_restore(self, tag: str, client: Any = None, leftmost: bool = False) -> None:
+    def stalwart_receiving(self, tag: str) -> None:
+        """The consumer begins to receive ``tag``: a restore before :meth:`stalwart_received` is a crash."""
+        self._stalwart_receiving.add(tag)
+
+    def stalwart_received(self, tag: str) -> None:
+        """The consumer took ``tag`` (or dead-lettered it) without the process ending."""
+        self._stalwart_receiving.discard(tag)
+
+    def stalwart_restore(self, tag: str, client: Any = None, leftmost: bool = False, *, orderly: bool = True) -> None:
+        """Put ``tag`` back on its queue; ``orderly`` clears its fetch count."""
         self._stalwart_quarantined.pop(tag, None)
+        self._stalwart_receiving.discard(tag)
         with self.conn_or_acquire(client) as conn:
             record = broker_store.record_of(conn, self.stalwart.keys, tag)
             if record is not None:
-                self._restore_record(conn, tag, record, leftmost=leftmost, orderly=True)
+                self._restore_record(conn, tag, record, leftmost=leftmost, orderly=orderly)
 
     def stalwart_restore_due(self, limit: int) -> int:
         """Restore the messages past their visibility timeout; how many went back."""
@@ -107,15 +122,17 @@ class RestoringQoS(kombu_redis.QoS):
             entry = quarantined.pop(delivery_tag)
             if not requeue:  # a requeued quarantine item stays in the stream; a worker takes it again
                 self.owner.stalwart_settle_quarantine(entry)
-        elif requeue:
-            self.restore_by_tag(delivery_tag, leftmost=True)
+        elif requeue:  # this live consumer's deliberate requeue: not a crash
+            self.owner.stalwart_restore(delivery_tag, leftmost=True, orderly=True)
         else:
             self.owner.stalwart_settle(delivery_tag)
         virtual.QoS.ack(self, delivery_tag)
 
     def restore_by_tag(self, tag: str, client: Any = None, leftmost: bool = False) -> None:
-        """An orderly requeue by this live consumer (reject with requeue, the channel closing)."""
-        self.owner.stalwart_restore(tag, client=client, leftmost=leftmost)
+        """The channel closing hands back what it holds (kombu's ``restore_unacked``): an orderly
+        requeue, unless the message's receipt began and never finished (it ended the worker)."""
+        crashed = tag in self.owner._stalwart_receiving
+        self.owner.stalwart_restore(tag, client=client, leftmost=leftmost, orderly=not crashed)
 
     def restore_visible(self, start: int = 0, num: int | None = 10, interval: int = 10) -> None:
         """Put back every message whose visibility timeout passed on the Redis clock.

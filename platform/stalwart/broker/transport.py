@@ -4,7 +4,9 @@
   (queues times priority steps: higher priority first, queues in kombu's round-robin rotation) and
   records it unacked in the same step, so a worker killed mid-fetch loses nothing. An idle channel
   waits with ``BLMOVE`` on one list, which takes nothing, and fetches again when it wakes or times
-  out. There is no BRPOP.
+  out. There is no BRPOP. A list whose key turns out to be another type (the wait gets WRONGTYPE)
+  is logged once and skipped by the wait for a minute; with no list to wait on, the channel polls
+  with the fetch once per wait timeout.
 * **Decode boundary.** What the script hands over goes through :mod:`stalwart.broker.decode`
   before kombu and Celery see it: delivered, normalised (plain Celery producers), quarantined to
   the DLQ with its raw bytes, or scheduled. The script itself quarantines what it cannot record,
@@ -50,6 +52,7 @@ log = logging.getLogger("stalwart.broker.transport")
 FETCH, WAIT = "fetch", "wait"
 QUARANTINE_TAG = "stalwart-quarantine:"
 CLOCK_REFRESH_SECONDS = 30.0
+UNWAITABLE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -95,10 +98,13 @@ class Channel(RestoringChannel):
         # write), and quarantine tags → their stream entry.
         self._stalwart_recorded: set[str] = set()
         self._stalwart_quarantined: dict[str, str] = {}
+        self._stalwart_receiving: set[str] = set()  # tags whose receipt began (RestoringChannel)
         self._stalwart_phase = FETCH
         self._stalwart_sent_at: float | None = None
         self._stalwart_paused_until = 0.0
         self._stalwart_sent_lists: dict[str, str] = {}
+        self._stalwart_waiting_on: str | None = None
+        self._stalwart_unwaitable: dict[str, float] = {}  # list key → monotonic time to try it again
         super().__init__(*args, **kwargs)
         self.stalwart = ChannelConfig.of(self)
         registry = getattr(self.connection, "stalwart_channels", None)
@@ -144,8 +150,14 @@ class Channel(RestoringChannel):
         self.connection.stalwart_lists = tuple(name for name, _ in lists)
         connection = self.client.connection  # the consumer's own connection, pinned by kombu's poller
         if self._stalwart_phase == WAIT:
-            wait = timeout if timeout else self.stalwart_wait_timeout
-            connection.send_command(*broker_store.wait_command(lists[0][0], wait or 1))
+            wait = (timeout if timeout else self.stalwart_wait_timeout) or 1
+            target = self._stalwart_wait_list(lists)
+            if target is None:  # every list is another type of key: poll with the fetch instead
+                self._stalwart_phase = FETCH
+                self._stalwart_paused_until = time.monotonic() + wait
+                return
+            connection.send_command(*broker_store.wait_command(target, wait))
+            self._stalwart_waiting_on = target
         else:
             connection.send_command(*broker_store.fetch_command(self.stalwart.keys, lists, self.stalwart.limits))
         self._stalwart_sent_lists = dict(lists)
@@ -156,8 +168,11 @@ class Channel(RestoringChannel):
     def _brpop_read(self, **options: Any) -> bool:
         try:
             if self._stalwart_phase == WAIT:
-                self._response(broker_store.WAIT_COMMAND, **options)
                 self._stalwart_phase = FETCH  # woken (or timed out): fetch from every list
+                try:
+                    self._response(broker_store.WAIT_COMMAND, **options)
+                except self.ResponseError as exc:
+                    self._stalwart_wait_failed(exc)
                 raise Empty()
             return self._fetched(**options)
         finally:
@@ -166,6 +181,24 @@ class Channel(RestoringChannel):
             flush = getattr(self, "_flush_brpop_reauth", None)  # kombu 5.7: flush a pending re-auth
             if flush is not None:
                 flush()
+
+    def _stalwart_wait_list(self, lists: list[tuple[str, str]]) -> str | None:
+        """The first list to wait on that did not answer the wait with an error lately."""
+        now = time.monotonic()
+        for name, _ in lists:
+            if self._stalwart_unwaitable.get(name, 0.0) <= now:
+                return name
+        return None
+
+    def _stalwart_wait_failed(self, exc: Exception) -> None:
+        """The wait's list answered with an error (WRONGTYPE: someone made the queue's key a hash,
+        say). The fetch script skips such a key; the wait skips it for a while (logged once)."""
+        name = self._stalwart_waiting_on
+        if name is None:
+            raise exc
+        if name not in self._stalwart_unwaitable:
+            log.error("cannot wait on the queue list %r (%s); its other lists are still consumed", name, exc)
+        self._stalwart_unwaitable[name] = time.monotonic() + UNWAITABLE_SECONDS
 
     def _response(self, command: str, **options: Any) -> Any:
         """The reply to the command sent by _brpop_start; on a connection error, reconnect next time."""

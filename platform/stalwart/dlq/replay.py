@@ -26,6 +26,7 @@ from typing import Any
 
 import celery
 
+from stalwart.broker.decode import CLOCK_FIELD, LOCAL_CLOCK
 from stalwart.dlq import message
 from stalwart.dlq.entry import DeadLetter, Filter, unreplayable_reason
 from stalwart.errors import DLQError
@@ -87,7 +88,8 @@ def entry_meta(entry: DeadLetter) -> Meta:
 
 def successor_meta(entry: DeadLetter, gen: int) -> Meta:
     """The header of the replayed message: same key, trace and history; fresh msg; no deadline;
-    generation ``gen`` (from the revived job hash)."""
+    generation ``gen`` (from the revived job hash); ``sent`` now on this process's clock (the
+    publisher marks it ``clock: local`` so the transport moves it onto the Redis clock)."""
     old = entry_meta(entry)
     return old.successor(gen=gen, deadline=None, sent=now_ms(), first_seen=old.first_seen or entry.first_seen)
 
@@ -175,7 +177,8 @@ class Replayer:
     def publish(self, entry: DeadLetter, gen: int) -> Any:
         """Send the job again under its task id, with its options and the successor header."""
         options, headers = message.replay_options(entry.options or {})
-        headers[HEADER] = successor_meta(entry, gen).to_header()
+        # ``sent`` is this process's clock: marked so, the transport moves it onto the Redis clock.
+        headers[HEADER] = {**successor_meta(entry, gen).to_header(), CLOCK_FIELD: LOCAL_CLOCK}
         return self.app.send_task(
             str(entry.task), list(entry.args), dict(entry.kwargs),
             task_id=entry.task_id, queue=entry.queue, headers=headers, stalwart_successor=True, **options,

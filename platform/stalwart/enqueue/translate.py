@@ -58,8 +58,9 @@ def translate(options: dict[str, Any]) -> Meta:
         delay = _seconds_until(countdown, "countdown")
     elif eta is not None:
         delay = _seconds_until(eta, "eta")
+    local = fresh or headers[HEADER].get(CLOCK_FIELD) == LOCAL_CLOCK  # a replay's fresh ``sent``
     headers[HEADER] = meta.to_header()
-    if fresh:
+    if local:
         headers[HEADER][CLOCK_FIELD] = LOCAL_CLOCK
     if delay > 0:
         headers[DELAY_HEADER] = int(delay * 1000)
