@@ -110,7 +110,7 @@ def test_a_dead_job_is_one_event_with_its_context(worker: WorkerProcess, sentry:
     assert tags["queue"] == "celery"
     assert tags["attempt"] == "3"
     assert tags["trace_id"] == "trace-dead-1"
-    assert tags["idempotency_key"] == "dead-key-1"
+    assert tags["idempotency_key"] == "tests.integration.jobs.always_fail:dead-key-1"  # scoped by task
     assert tags["task_id"] == result.id
     assert app.stalwart.dlq.get(tags["dlq_entry_id"]).task_id == result.id
     assert event["fingerprint"] == ["tests.integration.jobs.always_fail", "TimeoutError"]

@@ -174,10 +174,9 @@ class JobStore:
     @guarded
     def read(self, job: str) -> JobState:
         """The job's state and lease, with the Redis time they were read at."""
-        with self.client.pipeline(transaction=False) as pipe:
-            pipe.hmget(self.keys.job(job), ["state", "lease", "task"])
-            pipe.time()
-            (state, lease, task), (sec, usec) = pipe.execute()
+        # Two commands, not a pipeline: a cluster client refuses TIME in a pipeline.
+        state, lease, task = self.client.hmget(self.keys.job(job), ["state", "lease", "task"])
+        sec, usec = self.client.time()
         return JobState(text_or_none(state) or NEW, as_int(lease), int(sec) * 1000 + int(usec) // 1000,
                         text_or_none(task))
 
