@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -66,11 +67,19 @@ class Script:
             client.script_load(self.source)
 
 
+INCLUDE = re.compile(r"^--- @include (\w+)$", re.MULTILINE)
+
+
+def expand(body: str) -> str:
+    """``--- @include <name>`` lines replaced by ``lua/include/<name>.lua`` (BullMQ's convention)."""
+    return INCLUDE.sub(lambda m: (LUA_DIR / "include" / f"{m.group(1)}.lua").read_text(encoding="utf-8"), body)
+
+
 def _read_all() -> dict[str, Script]:
     scripts: dict[str, Script] = {}
     for path in sorted(LUA_DIR.glob("*-*.lua")):
         name, _, numkeys = path.stem.rpartition("-")
-        scripts[name] = Script(name, int(numkeys.rstrip("+")), path.read_text(encoding="utf-8"),
+        scripts[name] = Script(name, int(numkeys.rstrip("+")), expand(path.read_text(encoding="utf-8")),
                                variadic=numkeys.endswith("+"))
     return scripts
 
