@@ -71,7 +71,8 @@ def enqueue(jobs: JobStore, r: redis.Redis, op: Op) -> bool:
 
 def end(jobs: JobStore, r: redis.Redis, op: Op) -> bool:
     outcome: Any = ("done", "dead", "waiting")[op.flag]
-    return jobs.end(JOB, owner=OWNERS[op.who], outcome=outcome, ttl_ms=TTL_MS, result='{"v":1}', next_gen=op.gen)
+    return jobs.end(JOB, owner=OWNERS[op.who], outcome=outcome, ttl_ms=TTL_MS, result='{"v":1}', gen=op.gen,
+                    next_gen=op.gen + 1)
 
 
 def commit(jobs: JobStore, r: redis.Redis, op: Op) -> bool:

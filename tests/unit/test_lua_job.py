@@ -29,8 +29,11 @@ def begin(
     return code.decode(), value.decode()
 
 
-def end(r: redis.Redis, outcome: str, owner: str = "host:1:m1", result: str = "", next_gen: int = 0) -> int:
-    return int(script("job_end")(r, [JOB], [owner, outcome, result, TTL_MS, next_gen]))
+def end(r: redis.Redis, outcome: str, owner: str = "host:1:m1", result: str = "", next_gen: int = 0,
+        gen: int | None = None) -> int:
+    """``gen`` defaults to the generation on the hash: the delivery that claimed it."""
+    own = int(r.hget(JOB, "gen") or 0) if gen is None else gen
+    return int(script("job_end")(r, [JOB], [owner, outcome, result, TTL_MS, next_gen, own]))
 
 
 def job(r: redis.Redis) -> dict[str, str]:
@@ -204,7 +207,7 @@ def test_a_fresh_enqueue_takes_a_dead_key_over_and_leftover_copies_are_stale(r: 
     assert enqueues.claim("k1", "dup-task", TTL_MS) == "old-task"  # pending: the key is taken
     assert jobs.begin(hash_key, owner="h:1:a", lease_ms=5000, max_deliveries=3, deadline_ms=None, gen=2,
                       ttl_ms=TTL_MS, task_id="old-task").code == "run"
-    assert jobs.end(hash_key, owner="h:1:a", outcome="dead", ttl_ms=TTL_MS)
+    assert jobs.end(hash_key, owner="h:1:a", outcome="dead", ttl_ms=TTL_MS, gen=2)
     assert enqueues.claim("k1", "new-task", TTL_MS) == "new-task"
     leftover = jobs.begin(hash_key, owner="h:1:b", lease_ms=5000, max_deliveries=3, deadline_ms=None, gen=2,
                           ttl_ms=TTL_MS, task_id="old-task")

@@ -150,7 +150,7 @@ def test_custom_headers_never_carry_celerys_or_stalwarts_own(headers: dict[str, 
 def test_revive_raises_the_generation_so_stale_copies_are_dropped(r: redis.Redis) -> None:
     jobs = JobStore(r, Keys())
     jobs.begin("t:j", owner="h:1:m:x", lease_ms=1, max_deliveries=3, deadline_ms=None, gen=2, ttl_ms=60_000)
-    jobs.end("t:j", owner="h:1:m:x", outcome="dead", ttl_ms=60_000)
+    jobs.end("t:j", owner="h:1:m:x", outcome="dead", ttl_ms=60_000, gen=2)
     code, gen = jobs.revive("t:j", dead_gen=2, ttl_ms=60_000)
     assert (code, gen) == ("ok", 3)
     for old_gen in (0, 1, 2):  # leftover copies of the dead job

@@ -393,7 +393,8 @@ class Delivery:
     def end(self, outcome: EndOutcome, result: str, next_gen: int = 0) -> None:
         def record() -> bool:
             return self.runtime.jobs.end(self.ctx.job_key, owner=self.owner, outcome=outcome,
-                                         ttl_ms=self._ttl_ms(), result=result, next_gen=next_gen)
+                                         ttl_ms=self._ttl_ms(), gen=self.ctx.meta.gen, result=result,
+                                         next_gen=next_gen)
 
         try:  # retried for about a lease: rides out a state-store restart or failover
             retry_store(record, self.runtime.settings.lease_seconds)

@@ -150,15 +150,17 @@ class JobStore:
         return Begin(text(code), text(value), int(now))  # type: ignore[arg-type]
 
     @guarded
-    def end(self, job: str, *, owner: str, outcome: EndOutcome, ttl_ms: int,
+    def end(self, job: str, *, owner: str, outcome: EndOutcome, ttl_ms: int, gen: int,
             result: str = "", next_gen: int = 0) -> bool:
-        """Record how a delivery ended: done (with result), dead, or waiting for a successor.
+        """Record how a delivery of generation ``gen`` ended: done (with result), dead, or waiting
+        for a successor.
 
         False when refused: another owner holds a live claim (or, for ``waiting``, any claim),
-        the job is dead, or it is done and the outcome is not.
+        the job is dead, it is done and the outcome is not, or the outcome is dead/waiting and the
+        job has moved on to a newer generation than ``gen``.
         """
         return bool(script("job_end")(
-            self.client, [self.keys.job(job)], [owner, outcome, result, ttl_ms, next_gen]
+            self.client, [self.keys.job(job)], [owner, outcome, result, ttl_ms, next_gen, gen]
         ))
 
     @guarded
