@@ -22,6 +22,7 @@ from stalwart.job.commit import ClaimLost, commit  # noqa: E402
 from stalwart.job.context import JobContext, Outcome  # noqa: E402
 from stalwart.job.delivery import current_job  # noqa: E402
 from stalwart.policies.breakers import Breaker  # noqa: E402
+from stalwart.policies.flow import Debounce  # noqa: E402
 from stalwart.policies.limits import Concurrency, RateLimit  # noqa: E402
 from stalwart.policies.permits import Decision, PermitPolicy  # noqa: E402
 from stalwart.policies.retry import Retry  # noqa: E402
@@ -37,6 +38,7 @@ __all__ = [
     "ConfigurationError",
     "DLQError",
     "DeadLetter",
+    "Debounce",
     "Decision",
     "Filter",
     "Hook",

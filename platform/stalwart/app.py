@@ -13,6 +13,7 @@ from stalwart.enqueue import translate as enqueue_mod
 from stalwart.enqueue.bulk import JobSpec, enqueue_many
 from stalwart.errors import ConfigurationError
 from stalwart.hooks import Hook, Hooks
+from stalwart.job.header import FAIR_HEADER
 from stalwart.runtime import Runtime
 from stalwart.settings import Settings
 from stalwart.store.enqueue import scoped as scoped_key
@@ -142,6 +143,10 @@ class Stalwart(celery.Celery):
         if not successor and "idempotency_key" not in options and isinstance(task, StalwartTask) \
                 and task.idempotency_key is not None:
             options["idempotency_key"] = task.derive_key(tuple(args or ()), dict(kwargs or {}))
+        if not successor and isinstance(task, StalwartTask):
+            fair = task.fair_header(tuple(args or ()), dict(kwargs or {}))
+            if fair is not None:  # a replay or a re-send keeps the lane it was given
+                options["headers"] = {FAIR_HEADER: fair, **(options.get("headers") or {})}
         if not successor and isinstance(options.get("idempotency_key"), str):  # one key, one task
             options["idempotency_key"] = scoped_key(name, options["idempotency_key"])
         meta = enqueue_mod.translate(options)

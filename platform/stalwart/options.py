@@ -16,6 +16,8 @@ from celery.app.task import Task as CeleryTask
 from stalwart.enqueue.keys import IDEMPOTENCY_OPTIONS
 from stalwart.errors import ConfigurationError
 from stalwart.job.spec import ENVELOPE_OPTIONS
+from stalwart.policies.fairness import FAIRNESS_OPTIONS
+from stalwart.policies.flow import FLOW_OPTIONS
 from stalwart.policies.permits import PERMIT_OPTIONS
 from stalwart.policies.retry import RETRY_OPTIONS
 
@@ -33,7 +35,8 @@ class OptionGroup(Protocol):
         ...
 
 
-GROUPS: tuple[OptionGroup, ...] = (ENVELOPE_OPTIONS, RETRY_OPTIONS, PERMIT_OPTIONS, IDEMPOTENCY_OPTIONS)
+GROUPS: tuple[OptionGroup, ...] = (ENVELOPE_OPTIONS, RETRY_OPTIONS, PERMIT_OPTIONS, IDEMPOTENCY_OPTIONS,
+                                   FAIRNESS_OPTIONS, FLOW_OPTIONS)
 
 # Celery's own @app.task options that Stalwart lets through: documented settings, never a Task
 # method or a class Stalwart depends on (run, apply_async, Request, Strategy, ... are refused).

@@ -13,6 +13,8 @@ from stalwart.enqueue.keys import render
 from stalwart.errors import ConfigurationError
 from stalwart.job import delivery
 from stalwart.job.retry import RetryCall, countdown_of
+from stalwart.policies.fairness import Weights, fair_header
+from stalwart.policies.flow import Debounce
 from stalwart.policies.permits import PermitPolicy
 from stalwart.policies.retry import ExceptionTypes, Retry
 from stalwart.runtime import runtime_of
@@ -34,6 +36,10 @@ class StalwartTask(_TaskBase):
     max_age: float | None = None
     max_deliveries: int = 3
     idempotency_key: str | Callable[..., str] | None = None
+    fair_by: str | Callable[..., str] | None = None
+    fair_weights: Weights | None = None
+    debounce: Debounce | None = None
+    singleton: str | Callable[..., str] | None = None
     permits: tuple[PermitPolicy, ...] = ()
     fallback: Callable[..., Any] | None = None
     result_max_bytes: int = 65536
@@ -89,6 +95,12 @@ class StalwartTask(_TaskBase):
         ):
             options["idempotency_key"] = self.derive_key(tuple(args or ()), dict(kwargs or {}))
         return super().apply_async(args, kwargs, task_id=task_id, **options)
+
+    def fair_header(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any] | None:
+        """The ``stalwart_fair`` header (``[key, weight]``) of a call, or None without ``fair_by``."""
+        if self.fair_by is None:
+            return None
+        return fair_header(self.name, self.fair_by, self.fair_weights, self.run, args, kwargs)
 
     def derive_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The idempotency key of a call, from the declared template or callable."""

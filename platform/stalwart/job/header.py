@@ -9,6 +9,7 @@ from typing import Any
 
 HEADER = "stalwart"
 DELAY_HEADER = "stalwart_delay_ms"
+FAIR_HEADER = "stalwart_fair"  # [rendered fair_by key, weight]: the message waits in its key's fair lane
 
 
 def now_ms() -> int:
