@@ -53,7 +53,7 @@ def render_key(what: str, spec: KeySpec, fun: Callable[..., Any], args: tuple[An
         bound.apply_defaults()
         try:
             key = spec.format(**bound.arguments)
-        except (KeyError, IndexError, AttributeError, ValueError, TypeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - an argument's own __format__ may raise anything
             raise ConfigurationError(
                 f"{what} {spec!r} cannot be rendered from the arguments "
                 f"{list(bound.arguments)}: {type(exc).__name__}: {exc}"
