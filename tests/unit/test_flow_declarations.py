@@ -130,7 +130,10 @@ def test_arguments_that_do_not_fit_are_a_configuration_error(args: list[Any], kw
             task.fair_header(tuple(args), kwargs)
         return
     rendered = str(bound.arguments["tenant_id"])
-    if len(rendered) <= MAX_KEY_CHARS:
+    if not rendered:
+        with pytest.raises(ConfigurationError, match="non-empty"):
+            task.fair_header(tuple(args), kwargs)
+    elif len(rendered) <= MAX_KEY_CHARS:
         assert task.fair_header(tuple(args), kwargs) == [rendered, 1.0]
 
 
