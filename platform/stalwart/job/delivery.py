@@ -162,7 +162,7 @@ class Delivery:
         return self.dead("expired", exc, ran=False)
 
     def acquire_permits(self) -> Decision | None:
-        for policy in self.task.permits:
+        for policy in (*self.task.permits, *getattr(self.task, "flow_permits", ())):  # singleton slot last
             decision = policy.acquire(self.runtime, self.ctx)
             if not decision.granted:
                 return decision
