@@ -1,7 +1,9 @@
 """The mover: publishes due jobs from the delayed sets to their queues (DESIGN §5).
 
 Every worker runs one. Each move is one Lua script (ZRANGEBYSCORE, LPUSH, ZREM), so a mover
-killed mid-move loses nothing and never publishes a job twice; many movers are harmless.
+killed mid-move loses nothing and never publishes a job twice; many movers are harmless. Fair
+jobs wait in their lane's delayed set and go back into the lane (``fair_move``), each as its key's
+next job.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ class Mover(Periodic):
     def tick(self) -> float:
         """Move everything due now; returns how long to sleep before the next tick."""
         sleep = self.interval
-        for name in self.delayed.lists():
+        moves = [(name, self.delayed.move_due) for name in self.delayed.lists()]
+        moves += [(name, self.delayed.move_fair_due) for name in self.delayed.fair_lists()]
+        for name, move in moves:
             while True:
-                moved, wait = self.delayed.move_due(name, BATCH)
+                moved, wait = move(name, BATCH)
                 self.moved += moved
                 if moved < BATCH:
                     break

@@ -10,6 +10,8 @@ whose receipt began and never finished (the consumer marks it, :meth:`RestoringC
 ended the worker: SystemExit, Celery's WorkerShutdown/WorkerTerminate or KeyboardInterrupt raised while
 Celery took it; its restore at shutdown keeps its count, as does one restored because its visibility
 timeout passed (its consumer died), so the crash-loop guard quarantines it after ``max_fetches``.
+A fair job (``stalwart_fair``) goes back into its list's fair lane, as its key's next job
+(:mod:`stalwart.broker.fair`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
 from stalwart.broker import decode
+from stalwart.broker.fair import fair_of_item
 from stalwart.store import broker as broker_store
 
 log = logging.getLogger("stalwart.broker.restore")
@@ -94,7 +97,7 @@ class RestoringChannel(kombu_redis.Channel):
         priority = self._get_message_priority(message, reverse=False)
         list_key = self.global_keyprefix + self._q_for_pri(queue, priority)  # type: ignore[attr-defined]
         return broker_store.restore(conn, self.stalwart.keys, tag=tag, record=record, list_key=list_key, item=item,
-                                    leftmost=leftmost, orderly=orderly)
+                                    leftmost=leftmost, orderly=orderly, job=fair_of_item(item))
 
 
 class RestoringQoS(kombu_redis.QoS):

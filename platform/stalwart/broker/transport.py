@@ -18,6 +18,8 @@
   (:mod:`stalwart.broker.restore`); a producer's ``sent`` and ``deadline`` are moved onto it.
 * **Delayed publishing.** A message with the ``stalwart_delay_ms`` header goes to its list's delayed
   set. The caller's message is never changed, so kombu's retry of a publish keeps the delay.
+* **Fair lanes.** A message with the ``stalwart_fair`` header goes to its list's fair lane (or the
+  lane's delayed set), where the fetch serves the keys in rotation (:mod:`stalwart.broker.fair`).
 * **global_keyprefix** is part of every key name Stalwart passes (:func:`broker_store.unprefixed`).
 """
 
@@ -40,6 +42,7 @@ from redis.exceptions import NoScriptError
 from redis.retry import Retry
 
 from stalwart.broker import decode
+from stalwart.broker import fair as fair_lanes
 from stalwart.broker.restore import RestoringChannel, RestoringQoS
 from stalwart.job.header import DELAY_HEADER, HEADER
 from stalwart.store import broker as broker_store
@@ -269,10 +272,10 @@ class Channel(RestoringChannel):
             return message, queue if queue in self.active_queues else next(iter(self.active_queues))
         verdict = decode.inspect(found.item, tag=found.tag, queue=queue, now_ms=found.now_ms)
         if verdict.due_ms is not None:
-            broker_store.reschedule(
-                client, self.stalwart.keys, delayed_key=self.stalwart.stalwart_keys.delayed(found.list_key),
-                registry_key=self.stalwart.stalwart_keys.registry("delayed"), list_key=found.list_key,
-                tag=found.tag, due_ms=verdict.due_ms, payload=json.dumps(verdict.envelope))
+            delayed_key, registry_key, member = fair_lanes.reschedule_target(
+                self.stalwart.stalwart_keys, found.list_key, verdict.envelope)
+            broker_store.reschedule(client, self.stalwart.keys, delayed_key=delayed_key, registry_key=registry_key,
+                                    list_key=found.list_key, tag=found.tag, due_ms=verdict.due_ms, payload=member)
             log.info("a message due at %d (its eta) waits in the delayed set of %s", verdict.due_ms, queue)
             return None
         if verdict.changed:
@@ -331,12 +334,17 @@ class Channel(RestoringChannel):
             with self.conn_or_acquire() as client:
                 ParkedStore(broker_store.unprefixed(client), keys).park(list_key, message)
             return
-        if delay <= 0:
+        fair = fair_lanes.fair_of(message)
+        if delay <= 0 and fair is None:
             super()._put(queue, message, **kwargs)
             return
         batch = kwargs.pop("_publish_batch", None)
         payload = json.dumps(message)
         with self.conn_or_acquire() as client:
+            if fair is not None:  # its lane (or the lane's delayed set), in the bulk pipeline if any
+                fair_lanes.publish(client, keys, list_key, payload, fair, delay_ms=delay,
+                                   batch=None if self.global_keyprefix else batch)
+                return
             if batch is not None and not self.global_keyprefix:  # bulk: schedule in the producer's pipeline
                 delayed = delayed_store.DelayedStore(client, keys)
                 if not getattr(batch, "stalwart_scripts_loaded", False):

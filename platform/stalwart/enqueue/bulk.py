@@ -5,6 +5,8 @@ Each message is built and routed by Celery's own machinery (router, ``create_tas
 (``Producer.batch``).
 Idempotency keys are claimed first, in one pipeline of ``enqueue_claim`` calls, so a key
 already enqueued (earlier, or earlier in the same batch) returns its owner and is not published.
+A ``fair_by`` task's jobs are stamped with their ``stalwart_fair`` header as ``send_task`` stamps
+them, and the transport queues them in their lane within the same pipeline.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import celery
 
 from stalwart.enqueue import translate as enqueue_mod
+from stalwart.job.header import FAIR_HEADER
 from stalwart.runtime import runtime_of
 from stalwart.store.enqueue import scoped as scoped_key
 
@@ -67,6 +70,9 @@ def prepare(task: Any, job: JobSpec, name: str | None = None) -> Prepared:
         and "idempotency_key" not in options
     ):
         options["idempotency_key"] = task.derive_key(args, kwargs)
+    fair = task.fair_header(args, kwargs) if callable(getattr(task, "fair_header", None)) else None
+    if fair is not None:  # a re-send that names its lane keeps it
+        options["headers"] = {FAIR_HEADER: fair, **(options.get("headers") or {})}
     name = name or getattr(task, "name", None)
     if name and isinstance(options.get("idempotency_key"), str):  # one key, one task
         options["idempotency_key"] = scoped_key(name, options["idempotency_key"])

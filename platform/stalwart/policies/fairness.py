@@ -16,6 +16,7 @@ from typing import Any
 
 from stalwart.enqueue.keys import KeySpec, check_key_spec, render_key
 from stalwart.errors import ConfigurationError
+from stalwart.store.fair import FairJob
 
 MAX_KEY_CHARS = 200  # a rendered fair_by key longer than this is refused at enqueue
 MAX_WEIGHT = 1000.0
@@ -60,6 +61,20 @@ def fair_header(task_name: str, spec: KeySpec, weights: Weights | None, fun: Cal
     """The ``stalwart_fair`` header of one call: ``[key, weight]``."""
     key = fair_key(task_name, spec, fun, args, kwargs)
     return [key, weight_of(task_name, weights, key)]
+
+
+def job_of(header: object) -> FairJob | None:
+    """The lane place a ``stalwart_fair`` header names; None unless it is ``[key, weight]`` with a
+    key of 1 to MAX_KEY_CHARS characters and a valid weight (anything else is queued plainly)."""
+    if not isinstance(header, (list, tuple)) or len(header) != 2:
+        return None
+    key, weight = header
+    if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_CHARS:
+        return None
+    try:
+        return FairJob(key, check_weight("weight", weight))
+    except ConfigurationError:
+        return None
 
 
 class FairnessOptions:

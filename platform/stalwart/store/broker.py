@@ -11,6 +11,7 @@ and the ``unacked_index`` zset (tag → seconds, on the Redis clock here). Stalw
 * ``<prefix>:{broker}:quarantine``, a stream of items that could not be recorded (not a kombu
   envelope, a duplicate tag, too large) or were fetched too often: each waits there, raw, until a
   worker has written its DLQ entry, then is deleted. Capped at ``QUARANTINE_CAP`` entries.
+* each list's fair lane (:mod:`stalwart.store.fair`), which the fetch serves with the list.
 
 All names are full names: kombu's ``global_keyprefix`` is already part of them. Calls go through
 :func:`unprefixed` so that kombu's prefixing client does not prefix them again. Connection errors
@@ -25,6 +26,8 @@ from typing import Any
 
 import redis
 
+from stalwart.store import fair
+from stalwart.store.keys import Keys
 from stalwart.store.scripts import script, text
 
 FETCH_COUNTS_CAP = 100_000
@@ -40,6 +43,7 @@ class BrokerKeys:
     index: str
     fetches: str
     quarantine: str
+    prefix: str = "stalwart"  # Stalwart's own prefix, which names the lists' fair lanes
 
     @classmethod
     def build(cls, *, prefix: str, global_prefix: str, unacked: str, index: str) -> BrokerKeys:
@@ -49,6 +53,7 @@ class BrokerKeys:
             index=global_prefix + index,
             fetches=f"{global_prefix}{prefix}:{{broker}}:fetches",
             quarantine=f"{global_prefix}{prefix}:{{broker}}:quarantine",
+            prefix=prefix,
         )
 
 
@@ -115,7 +120,10 @@ def unprefixed(client: Any) -> Unprefixed:
 
 
 def _fetch_args(keys: BrokerKeys, lists: list[tuple[str, str]], limits: FetchLimits) -> tuple[list[str], list[Any]]:
-    names = [keys.unacked, keys.index, keys.fetches, keys.quarantine, *(name for name, _ in lists)]
+    names = [keys.unacked, keys.index, keys.fetches, keys.quarantine]
+    for name, _ in lists:
+        lane = fair.LaneKeys.of(keys.prefix, name)
+        names += [name, lane.lane, lane.tails, lane.clock]
     args: list[Any] = [limits.max_fetches, limits.max_item_bytes, limits.visibility_ms, FETCH_COUNTS_CAP,
                        QUARANTINE_CAP, limits.max_depth, *(queue for _, queue in lists)]
     return names, args
@@ -124,7 +132,8 @@ def _fetch_args(keys: BrokerKeys, lists: list[tuple[str, str]], limits: FetchLim
 def fetch_command(keys: BrokerKeys, lists: list[tuple[str, str]], limits: FetchLimits) -> tuple[Any, ...]:
     """The fetch as a raw command, to send on the consumer's connection and read when it answers.
 
-    ``lists`` holds (full list key, queue name) pairs in the order to try.
+    ``lists`` holds (full list key, queue name) pairs in the order to try; each list's fair lane
+    is served with it.
     """
     return ("EVALSHA", *script("fetch").command(*_fetch_args(keys, lists, limits))[1:])
 
@@ -173,8 +182,19 @@ def record_of(client: Any, keys: BrokerKeys, tag: str) -> bytes | None:
 
 
 def restore(client: Any, keys: BrokerKeys, *, tag: str, record: bytes, list_key: str, item: bytes,
-            leftmost: bool, orderly: bool) -> bool:
-    """Push ``item`` back on ``list_key`` if ``tag``'s record is still ``record``; True if it did."""
+            leftmost: bool, orderly: bool, job: fair.FairJob | None = None) -> bool:
+    """Push ``item`` back on ``list_key`` if ``tag``'s record is still ``record``; True if it did.
+
+    A fair job (``job``) goes back into the list's lane instead, as its key's next job.
+    """
+    if job is not None:
+        lane = fair.LaneKeys.of(keys.prefix, list_key)
+        return bool(script("unacked_restore_fair")(
+            unprefixed(client),
+            [keys.unacked, keys.index, keys.fetches, list_key, lane.lane, lane.tails, lane.clock,
+             fair.registry(Keys(keys.prefix))],
+            [tag, record, item, int(orderly), job.key, repr(job.weight)],
+        ))
     done = script("unacked_restore")(
         unprefixed(client), [keys.unacked, keys.index, keys.fetches, list_key],
         [tag, record, item, int(leftmost), int(orderly)],
@@ -224,12 +244,17 @@ def server_time_ms(client: Any) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
-def list_lengths(client: Any, lists: list[str]) -> list[int]:
-    """LLEN of each queue list, in one pipeline."""
+def list_lengths(client: Any, lists: list[str], prefix: str = "stalwart") -> list[int]:
+    """Jobs ready in each queue list: its length plus its fair lane's, in one pipeline.
+
+    A fair lane's wake token (at most one per list, until the next fetch) counts as a job.
+    """
     with client.pipeline(transaction=False) as pipe:
         for name in lists:
             pipe.llen(name)
-        return [int(n) for n in pipe.execute()]
+            pipe.zcard(fair.LaneKeys.of(prefix, name).lane)
+        flat = [int(n) for n in pipe.execute()]
+    return [flat[i] + flat[i + 1] for i in range(0, len(flat), 2)]
 
 
 def unacked_count(client: Any, unacked_key: str = "unacked") -> int:

@@ -4,14 +4,19 @@
 -- stream (never dropped, never handed out raw), and so is an item fetched more than max_fetches
 -- times without being acknowledged (it keeps killing its consumer).
 -- KEYS[1] kombu unacked hash; KEYS[2] kombu unacked index zset (seconds); KEYS[3] fetch counts hash;
--- KEYS[4] quarantine stream; KEYS[5..] queue lists in the order to try (priority steps first,
--- queues in rotation within a step).
+-- KEYS[4] quarantine stream; KEYS[5..] four keys per queue list, the lists in the order to try
+-- (priority steps first, queues in rotation within a step): the list, its fair lane zset, the
+-- lane's tails zset and its clock hash (stalwart.store.fair).
 -- ARGV[1] max fetches; ARGV[2] max item bytes; ARGV[3] visibility timeout ms (a quarantined item
 -- older than that was left by a dead worker); ARGV[4] fetch counts cap; ARGV[5] quarantine cap;
--- ARGV[6] max nesting depth; ARGV[7..] the queue name of each list (KEYS[i] -> ARGV[i + 2]).
+-- ARGV[6] max nesting depth; ARGV[7..] the queue name of each list.
+-- A list with a fair lane serves the lane's keys and the plain list (one more key, of weight 1) in
+-- start-time fair order; a lane member or lane key that cannot be read is quarantined or skipped
+-- like a bad list item or key.
 -- Returns false (nothing to take),
 --   {'run', list, item, tag, fetches, now_ms}: recorded unacked under tag, or
 --   {'quarantine', list, item, reason, detail, entry id, source, now_ms}.
+--- @include fair_lane
 local now_ms = clock_ms()
 local max_fetches = tonumber(ARGV[1])
 
@@ -72,13 +77,73 @@ if #stale > 0 then
   return quarantine(f['list'] or '', f['item'] or '', f['reason'] or 'malformed', f['detail'] or '', source)
 end
 
-for i = 5, #KEYS do
-  local item = redis.pcall('RPOP', KEYS[i])  -- a key of another type is skipped, not fatal
-  if type(item) == 'string' then
+-- The next plain item of a list (wake tokens dropped); nil when empty or another type of key.
+local function plain_pop(list)
+  while true do
+    local item = redis.pcall('RPOP', list)  -- a key of another type is skipped, not fatal
+    if type(item) ~= 'string' then return nil end
+    if item ~= FAIR_WAKE then return item end
+  end
+end
+
+-- The lane's head {member, start, v, plain tail}, or nil when it is empty or its keys cannot be read.
+local function lane_head(lane, tails, clock)
+  local head = redis.pcall('ZRANGE', lane, 0, 0, 'WITHSCORES')
+  if type(head) ~= 'table' or head.err or #head == 0 then return nil end
+  local state = redis.pcall('HMGET', clock, 'v', 'plain')
+  local size = redis.pcall('ZCARD', tails)
+  if type(state) ~= 'table' or state.err or type(size) ~= 'number' then return nil end
+  return {head[1], tonumber(head[2]), tonumber(state[1] or '0') or 0, tonumber(state[2] or '0') or 0}
+end
+
+-- Serve v: tails at or below it can no more delay anyone and go; an emptied lane forgets its state.
+local function advance(lane, tails, clock, v, plain)
+  if redis.call('ZCARD', lane) == 0 then
+    redis.call('DEL', tails, clock)
+    return
+  end
+  redis.call('HSET', clock, 'v', tostring(v))
+  if plain then redis.call('HSET', clock, 'plain', tostring(plain)) end
+  redis.call('ZREMRANGEBYSCORE', tails, '-inf', tostring(v))
+end
+
+-- The next item of one list and its lane: {item} or {nil, bad lane member}; nil when both are empty.
+local function next_item(list, lane, tails, clock)
+  local head = lane_head(lane, tails, clock)
+  if head == nil then
+    local item = plain_pop(list)
+    return item and {item} or nil
+  end
+  local member, start, v, plain = head[1], head[2], head[3], head[4]
+  local plain_start = math.max(v, plain)
+  if plain_start < start then  -- the plain list's turn, if it has anything
+    local item = plain_pop(list)
+    if item then
+      advance(lane, tails, clock, plain_start, plain_start + 1)
+      return {item}
+    end
+  end
+  redis.call('ZREM', lane, member)
+  advance(lane, tails, clock, math.max(v, start), nil)
+  if #member <= FAIR_SEQ_CHARS or not string.find(string.sub(member, 1, FAIR_SEQ_CHARS), '^%x+$') then
+    return {nil, member}
+  end
+  return {string.sub(member, FAIR_SEQ_CHARS + 1)}
+end
+
+local lists = (#KEYS - 4) / 4
+for i = 1, lists do
+  local list = KEYS[1 + 4 * i]
+  local found = next_item(list, KEYS[2 + 4 * i], KEYS[3 + 4 * i], KEYS[4 + 4 * i])
+  if found then
+    if found[1] == nil then
+      return malformed(list, found[2], 'not a fair lane member: no ' .. FAIR_SEQ_CHARS ..
+        '-hex-digit sequence before the payload')
+    end
     -- cjson's limits are shared by every script: set them for this decode, then put them back.
     cjson.decode_max_depth(tonumber(ARGV[6]))
     cjson.decode_invalid_numbers(false)
-    local ok, res = pcall(take, KEYS[i], ARGV[i + 2], item)
+    local ok, res = pcall(take, list, ARGV[6 + i], found[1])
     cjson.decode_max_depth(1000)
     cjson.decode_invalid_numbers(true)
     if not ok then error(res) end
