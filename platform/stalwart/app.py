@@ -9,6 +9,7 @@ from typing import Any
 import celery
 
 from stalwart import options as task_options
+from stalwart.enqueue import debounce, singleton
 from stalwart.enqueue import translate as enqueue_mod
 from stalwart.enqueue.bulk import JobSpec, enqueue_many
 from stalwart.errors import ConfigurationError
@@ -53,6 +54,7 @@ class Stalwart(celery.Celery):
         # Only registered here: the steps wire the worker (threads, ops port, Sentry, logs,
         # metrics) when a worker starts, never when an app or the CLI builds a Stalwart().
         register_steps(self)
+        self.task(name=debounce.TRIGGER_TASK, bind=True, ignore_result=True, shared=False)(_fire_debounce)
 
     def _registered(self, name: str) -> Any:
         """The task registered under ``name`` here, or None (the registry is read when asked)."""
@@ -121,10 +123,10 @@ class Stalwart(celery.Celery):
         if base is not None and not (isinstance(base, type) and issubclass(base, StalwartTask)):
             raise ConfigurationError(f"base must be a StalwartTask subclass (the envelope), got {base!r}")
         if len(args) == 1 and callable(args[0]):  # app.task(fun, **opts) or a bare @app.task
-            return super().task(args[0], **task_options.resolve(args[0], opts))
+            return super().task(args[0], **_no_key_with_debounce(task_options.resolve(args[0], opts)))
 
         def decorate(fun: Callable[..., Any]) -> Any:
-            return super(Stalwart, self).task(*args, **task_options.resolve(fun, opts))(fun)
+            return super(Stalwart, self).task(*args, **_no_key_with_debounce(task_options.resolve(fun, opts)))(fun)
 
         return decorate
 
@@ -136,10 +138,24 @@ class Stalwart(celery.Celery):
         """Celery's send_task plus Stalwart's options (idempotency_key, deadline, trace_id).
 
         With an idempotency key, a key already enqueued (pending, running or done within its
-        retention) returns the existing task's result handle and publishes nothing.
+        retention) returns the existing task's result handle and publishes nothing. A debounced
+        or singleton task's enqueue may name a job already waiting (see :mod:`stalwart.enqueue`).
         """
         successor = bool(options.pop("stalwart_successor", False))
+        debounced = bool(options.pop("stalwart_debounced", False))  # a closed burst's own job
         task = self.tasks.get(name)
+        if not successor and isinstance(task, StalwartTask):
+            call = (tuple(args or ()), dict(kwargs or {}))
+            if task.debounce is not None and not debounced:
+                result_cls = options.get("result_cls") or self.AsyncResult
+                return result_cls(debounce.send(self, task, *call, options), app=self)
+            if task.singleton is not None:
+                return singleton.send(self, task, *call, options,
+                                      publish=lambda opts: self._send(name, args, kwargs, task, opts, False))
+        return self._send(name, args, kwargs, task, options, successor)
+
+    def _send(self, name: str, args: Any, kwargs: Any, task: Any, options: dict[str, Any], successor: bool) -> Any:
+        """Celery's send_task with the idempotency claim and the fair lane header."""
         if not successor and "idempotency_key" not in options and isinstance(task, StalwartTask) \
                 and task.idempotency_key is not None:
             options["idempotency_key"] = task.derive_key(tuple(args or ()), dict(kwargs or {}))
@@ -164,12 +180,36 @@ class Stalwart(celery.Celery):
             raise
 
     def enqueue_many(self, task: str | celery.Task[Any, Any], jobs: list[JobSpec], **kwargs: Any) -> list[Any]:
-        """Enqueue many ``(args, kwargs[, options])`` jobs in one pipeline (see stalwart.enqueue.bulk)."""
+        """Enqueue many ``(args, kwargs[, options])`` jobs in one pipeline (see stalwart.enqueue.bulk).
+
+        Debounced and singleton tasks are refused: each of their enqueues is a decision on shared
+        state (enqueue them one by one with ``delay``/``apply_async``).
+        """
+        found = self.tasks.get(task if isinstance(task, str) else task.name)
+        for option in ("debounce", "singleton"):
+            if getattr(found, option, None) is not None:
+                raise ConfigurationError(
+                    f"enqueue_many cannot enqueue {getattr(found, 'name', task)}, a {option} task: "
+                    "enqueue its jobs one by one")
         return enqueue_many(self, task, jobs, **kwargs)
 
     def claim_key(self, key: str, task_id: str) -> str:
         """The task id that owns ``key``: ``task_id`` when this call claimed it."""
         return self.stalwart.enqueues.claim(key, task_id, int(self.settings.idempotency_ttl_seconds * 1000))
+
+
+def _no_key_with_debounce(resolved: dict[str, Any]) -> dict[str, Any]:
+    """A debounced task takes no idempotency_key: a later burst would get an earlier one's result."""
+    if resolved.get("debounce") is not None and resolved.get("idempotency_key") is not None:
+        raise ConfigurationError("a debounced task takes no idempotency_key: the debounce key already "
+                                 "collapses its enqueues, and a later burst must run with its newer arguments")
+    return resolved
+
+
+def _fire_debounce(self: Any, task_name: str, key: str, burst_id: str) -> str:
+    """The trigger of a debounced burst (see stalwart.enqueue.debounce): run it when due."""
+    queue = (self.request.delivery_info or {}).get("routing_key")
+    return debounce.fire(self.app, task_name, key, burst_id, queue)
 
 
 def create_app(main: str = "stalwart", **kwargs: Any) -> Stalwart:

@@ -41,6 +41,7 @@ class StalwartTask(_TaskBase):
     debounce: Debounce | None = None
     singleton: str | Callable[..., str] | None = None
     permits: tuple[PermitPolicy, ...] = ()
+    flow_permits: tuple[PermitPolicy, ...] = ()  # singleton's run slot, asked for after ``permits``
     fallback: Callable[..., Any] | None = None
     result_max_bytes: int = 65536
 

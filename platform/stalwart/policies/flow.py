@@ -8,7 +8,11 @@
   does what they asked for).
 
 Both keys are templates over the task's arguments or callables of them, checked when the task is
-declared like ``idempotency_key``.
+declared like ``idempotency_key``. The two cannot be combined, and a debounced task takes no
+``idempotency_key`` (refused by ``Stalwart.task`` and at enqueue): a later burst of a key would
+return an earlier burst's stored result instead of running with its newer arguments. The
+behaviour lives in :mod:`stalwart.enqueue.debounce`, :mod:`stalwart.enqueue.singleton` and
+:mod:`stalwart.policies.singleton` (the run slot, an envelope permit in ``flow_permits``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 from stalwart.enqueue.keys import KeySpec, check_key_spec
 from stalwart.errors import ConfigurationError
+from stalwart.policies.singleton import SingletonPermit
 
 MAX_WAIT_SECONDS = 7 * 86400.0  # a debounce window longer than a week is refused
 
@@ -75,8 +80,11 @@ class FlowOptions:
             out["debounce"] = debounce
         singleton = given.get("singleton")
         if singleton is not None:
+            if debounce is not None:  # a merged enqueue would be handed a burst id that never runs
+                raise ConfigurationError(f"{where}: debounce and singleton cannot be combined")
             checked = check_key_spec(where, "singleton", singleton, fun)
             out["singleton"] = staticmethod(checked) if callable(checked) else checked
+            out["flow_permits"] = (SingletonPermit(checked, fun),)
         return out
 
 

@@ -1,0 +1,139 @@
+"""Debounce bursts and singleton slots, on the state store (one hash tag per task and key).
+
+* ``<prefix>:{debounce:<task>:<key>}`` (hash: burst id, first enqueue, due time, latest call,
+  fire-by time) holds a key's open burst; ``...:closed`` (hash: burst id → call) holds a closed
+  burst's call until its job is published. TTL: both are refreshed on every write to
+  ``ttl_ms`` (the burst's longest wait plus the idempotency retention); one burst and a handful of
+  closed calls per key, and a published call is removed at once.
+* ``<prefix>:{singleton:<task>:<key>}`` (hash: waiting task id, its state and when it was last
+  seen; the run slot's holder token and lease expiry). TTL refreshed on every write; at most one
+  waiting id and one holder per key.
+
+``<key>`` is the rendered key as it is when short and free of braces (which would move the hash
+tag), else ``#`` and its SHA-1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from stalwart.store.keys import Keys
+from stalwart.store.scripts import as_int, guarded, script, text
+
+MAX_PLAIN_KEY = 200
+
+
+def key_part(task: str, key: str) -> str:
+    """``<task>:<key>`` for a key name: a long key, or one with braces, is hashed."""
+    raw = f"{task}:{key}"
+    if len(raw) > MAX_PLAIN_KEY or "{" in raw or "}" in raw:
+        return "#" + hashlib.sha1(raw.encode()).hexdigest()  # noqa: S324 - a name, not a secret
+    return raw
+
+
+@dataclass(frozen=True)
+class Joined:
+    """Where a debounced enqueue went: its burst's task id, and what the caller must do."""
+
+    burst_id: str
+    new: bool  # a new burst: publish its trigger
+    rearm: bool  # an open burst whose trigger looks lost: publish another
+    due_ms: int  # ms from now until the burst is due
+
+
+@dataclass(frozen=True)
+class Fired:
+    """A trigger's verdict: run the call, wait ``wait_ms`` more, or nothing (``gone``)."""
+
+    action: Literal["run", "wait", "gone"]
+    call: str = ""
+    wait_ms: int = 0
+
+
+class DebounceStore:
+    """The bursts of debounced tasks."""
+
+    def __init__(self, client: Any, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+
+    def burst_key(self, task: str, key: str) -> str:
+        return f"{self.keys.prefix}:{{debounce:{key_part(task, key)}}}"
+
+    def closed_key(self, task: str, key: str) -> str:
+        return f"{self.burst_key(task, key)}:closed"
+
+    @guarded
+    def enqueue(self, task: str, key: str, *, new_id: str, wait_ms: int, max_wait_ms: int, call: str,
+                ttl_ms: int, rearm_ms: int) -> Joined:
+        """Join the key's open burst with ``call`` or open a new one named ``new_id``."""
+        burst, code, due = script("debounce_enqueue")(
+            self.client, [self.burst_key(task, key)], [new_id, wait_ms, max_wait_ms, call, ttl_ms, rearm_ms])
+        return Joined(text(burst), new=int(code) == 1, rearm=int(code) == 2, due_ms=int(due))
+
+    @guarded
+    def fire(self, task: str, key: str, burst_id: str, *, ttl_ms: int, rearm_ms: int) -> Fired:
+        """Close the burst ``burst_id`` if it is due, handing back its call."""
+        action, value = script("debounce_fire")(
+            self.client, [self.burst_key(task, key), self.closed_key(task, key)], [burst_id, ttl_ms, rearm_ms])
+        verdict = text(action)
+        if verdict == "run":
+            return Fired("run", call=text(value))
+        if verdict == "wait":
+            return Fired("wait", wait_ms=as_int(value))
+        return Fired("gone")
+
+    @guarded
+    def done(self, task: str, key: str, burst_id: str) -> bool:
+        """The closed burst's job is published: forget its call."""
+        return bool(script("debounce_done")(self.client, [self.closed_key(task, key)], [burst_id]))
+
+
+ClaimCode = Literal["merged", "pending", "claimed"]
+
+
+class SingletonStore:
+    """The waiting job and the run slot of each singleton key."""
+
+    def __init__(self, client: Any, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+
+    def key(self, task: str, key: str) -> str:
+        return f"{self.keys.prefix}:{{singleton:{key_part(task, key)}}}"
+
+    @guarded
+    def claim(self, task: str, key: str, *, new_id: str, ttl_ms: int, pending_ms: int,
+              stale_ms: int) -> tuple[ClaimCode, str]:
+        """Merge into the key's waiting job, or reserve the wait for ``new_id``."""
+        code, task_id = script("singleton_claim")(self.client, [self.key(task, key)],
+                                                  [new_id, ttl_ms, pending_ms, stale_ms])
+        found = text(code)
+        if found not in ("merged", "pending", "claimed"):
+            raise ValueError(f"singleton_claim answered {found!r}")
+        return found, text(task_id)  # type: ignore[return-value] # checked just above
+
+    @guarded
+    def settle(self, task: str, key: str, task_id: str, *, published: bool, ttl_ms: int) -> bool:
+        """The reserved waiting job was published (or not: the wait is given back)."""
+        return bool(script("singleton_settle")(self.client, [self.key(task, key)],
+                                               [task_id, 1 if published else 0, ttl_ms]))
+
+    @guarded
+    def acquire(self, task: str, key: str, *, task_id: str, token: str, lease_ms: int, ttl_ms: int,
+                max_retry_ms: int) -> tuple[bool, int]:
+        """Take the key's run slot (granted, 0) or (False, ms to wait)."""
+        granted, wait = script("singleton_acquire")(self.client, [self.key(task, key)],
+                                                    [task_id, token, lease_ms, ttl_ms, max_retry_ms])
+        return bool(int(granted)), int(wait)
+
+    @guarded
+    def release(self, task: str, key: str, token: str) -> bool:
+        return bool(script("singleton_release")(self.client, [self.key(task, key)], [token]))
+
+    @guarded
+    def renew(self, task: str, key: str, token: str, *, lease_ms: int, ttl_ms: int) -> int:
+        """1 renewed, 2 taken back (the state store had lost it), 0 lost to another job."""
+        return int(script("singleton_renew")(self.client, [self.key(task, key)], [token, lease_ms, ttl_ms]))
