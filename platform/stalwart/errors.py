@@ -47,3 +47,9 @@ class LimitExceeded(RetryAfter):
 
 class CircuitOpen(RetryAfter):
     """A breaker used inside a task body is open: retry after the wait (or catch it and degrade)."""
+
+
+class PolicyKeyError(Permanent, ConfigurationError):
+    """A per-key policy's name cannot be rendered from a job's arguments (a missing or ``None``
+    field, a wrong type, a key callable that raised, a name too long): the job can never get its
+    permit, so the envelope dead-letters it as permanent, naming the policy and the problem."""

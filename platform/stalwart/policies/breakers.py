@@ -10,20 +10,26 @@ successes close it, one failure opens it again. All times are Redis server milli
 Only exceptions in ``failure_on`` (and not in ``ignore``) count as dependency failures: a bad
 input is the caller's fault, not the dependency's. ``ignore`` calls are not counted at all; other
 exceptions count as successful calls (the dependency answered).
+
+``Breaker("smtp:{provider}", ...)`` (or ``key=`` a callable of the task's arguments) keeps one
+breaker per rendered key: one provider's failures open only its own breaker. A rendered key's
+state expires :data:`~stalwart.store.limits.KEY_IDLE_MS` after its last transition.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from stalwart.errors import CircuitOpen, ConfigurationError, Permanent, RetryAfter
 from stalwart.job.classify import ExplicitRetry
 from stalwart.job.context import JobContext, Outcome
-from stalwart.policies.limits import FailMode, SharedPolicy, check_fail_mode, check_name
+from stalwart.policies.keyed import KeyFn
 from stalwart.policies.permits import Decision
 from stalwart.policies.retry import ExceptionTypes, exception_types
+from stalwart.policies.shared import FailMode, SharedPolicy, check_fail_mode
+from stalwart.policies.survey import breaker_admin
 from stalwart.store.breakers import AdminOp, BreakerParams, BreakerStore
 from stalwart.store.keys import Keys
 
@@ -63,9 +69,10 @@ class Breaker(SharedPolicy):
     failure_on: ExceptionTypes = (Exception,)
     ignore: ExceptionTypes = (Permanent,)
     on_redis_error: FailMode = "open"
+    key: KeyFn | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
-        check_name("Breaker", self.name)
+        self.setup_name()
         _rate("failure_rate", self.failure_rate)
         _positive("window", self.window, 1, integer=True)
         if self.window > MAX_WINDOW:  # the bucket ring holds one slot per second of the window
@@ -121,40 +128,42 @@ class Breaker(SharedPolicy):
             busy_wait_ms=max(50, min(1000, int(self.open_for * 100))),
         )
 
-    def try_acquire(self, client: Any, keys: Keys, ctx: JobContext | None) -> Decision:
+    def try_acquire(self, client: Any, keys: Keys, ctx: JobContext | None, name: str | None = None) -> Decision:
+        name = self.name_for(name)
         slot_id = uuid.uuid4().hex
-        got = BreakerStore(client, keys).acquire(self.name, slot_id, self.params())
+        got = BreakerStore(client, keys).acquire(name, slot_id, self.params(), idle_ms=self.idle_ms())
         if ctx is not None:
-            ctx.breaker_states[self.name] = got.state
+            ctx.breaker_states[name] = got.state
         if got.granted:
-            return Decision.grant(slot_id if got.probe else f"{CALL_PREFIX}{slot_id}")
+            return Decision.grant(slot_id if got.probe else f"{CALL_PREFIX}{slot_id}", key=name)
         if got.state == "closed":  # calls already out could trip it: wait for their verdict
-            return Decision.deny(got.wait_ms / 1000, f"breaker {self.name} verdict pending")
-        reason = f"breaker {self.name} {got.state.replace('_', '-')}"
-        return Decision.deny(got.wait_ms / 1000, reason, fallback=True)
+            return Decision.deny(got.wait_ms / 1000, f"breaker {name} verdict pending", key=name)
+        reason = f"breaker {name} {got.state.replace('_', '-')}"
+        return Decision.deny(got.wait_ms / 1000, reason, fallback=True, key=name)
 
     def give_back(self, client: Any, keys: Keys, decision: Decision, outcome: Outcome) -> None:
-        self.record(client, keys, self.classify(outcome), self.is_slow(outcome), decision.token)
+        self.record(client, keys, self.classify(outcome), self.is_slow(outcome), decision.token, decision.key)
 
     def record(self, client: Any, keys: Keys, kind: CallKind, slow: bool = False,
-               probe_id: str | None = None) -> str:
+               probe_id: str | None = None, name: str | None = None) -> str:
         """Count one call's outcome and make any transition it implies; returns the new state.
 
         ``probe_id`` is the granted decision's token: a half-open probe's slot, or (prefixed
-        ``call:``) the in-flight slot of a closed-state call.
+        ``call:``) the in-flight slot of a closed-state call. ``name``: the rendered key.
         """
         call_id = ""
         if probe_id is not None and probe_id.startswith(CALL_PREFIX):
             call_id, probe_id = probe_id[len(CALL_PREFIX):], None
         return BreakerStore(client, keys).record(
-            self.name, self.params(), kind=kind, slow=slow, probe_id=probe_id or "", call_id=call_id
+            self.name_for(name), self.params(), kind=kind, slow=slow, probe_id=probe_id or "", call_id=call_id,
+            idle_ms=self.idle_ms(),
         )
 
 
 def admin(client: Any, keys: Keys, name: str, op: AdminOp) -> str:
-    """Operator control: force open (a maintenance switch), close, or reset; returns the new state."""
-    check_name("Breaker", name)
-    return BreakerStore(client, keys).admin(name, op)
+    """Operator control of a fixed breaker or one rendered key: force open (a maintenance switch),
+    close, or reset; returns the new state."""
+    return breaker_admin(client, keys, name, op)
 
 
 def status(client: Any, keys: Keys, name: str) -> dict[str, Any]:

@@ -9,11 +9,13 @@ the job runs: the slot of a holder that died comes back when its lease runs out.
 
 Both are envelope permits (``@app.task(limits=[...])``) and also work around one call in a body:
 ``with limit.hold(): ...`` or ``@limit`` on a function; a denial there raises ``LimitExceeded``.
+A name may be a template over the task's arguments (``Concurrency("tenant:{tenant_id}", 3)``) or
+come from ``key=`` (a callable of them): each rendered key is its own budget
+(:mod:`stalwart.policies.keyed`); in a body, ``limit.for_key(tenant_id=...).hold()``.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
@@ -21,175 +23,34 @@ import re
 import threading
 import time
 import uuid
-import weakref
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar
 
-from stalwart.errors import ConfigurationError, LimitExceeded, RetryAfter, StateStoreError
+from stalwart.errors import ConfigurationError
 from stalwart.job.context import JobContext, Outcome
+from stalwart.policies import survey
+from stalwart.policies.keyed import KeyFn
 from stalwart.policies.permits import Decision
-from stalwart.runtime import Runtime
-from stalwart.store.connection import client_from_url
+from stalwart.policies.shared import (
+    STORE_ERRORS,
+    FailMode,
+    SharedPolicy,
+    check_fail_mode,
+    note_redis_error,
+    redis_errors,
+    store,
+)
 from stalwart.store.keys import Keys
 from stalwart.store.limits import LimitStore
 from stalwart.store.scripts import text
 
+__all__ = ["RENEWER", "Concurrency", "RateLimit", "limit_names", "limit_status", "parse_rate", "redis_errors", "store"]
 log = logging.getLogger("stalwart.policies.limits")
-F = TypeVar("F", bound=Callable[..., Any])
-FailMode = Literal["open", "closed"]
-UNAVAILABLE = "state store unavailable"
-PERMIT_TIMEOUT = 0.5  # seconds: a permit decision never waits long on a sick Redis
 HAND_ON_MS = 250  # a reserved slot its job is this late for goes to the next job that asks
-CLOSED_RETRY = 1.0  # seconds a fail-closed policy defers for while Redis is unreachable
-STORE_ERRORS = (StateStoreError,)
-
-REREGISTER_SECONDS = 3600.0  # a process in use renews a policy's registry entry this often
-MAX_TRACKED_NAMES = 1000  # policy names one process remembers (registrations, error counts)
-OTHER = "other"  # where error counts of names past MAX_TRACKED_NAMES go
-
-_lock = threading.Lock()
-REDIS_ERRORS: dict[str, int] = {}  # policy name -> state-store errors seen by this process
-_registered: OrderedDict[tuple[int, str, str], float] = OrderedDict()  # -> monotonic time registered
-_stores: weakref.WeakKeyDictionary[Runtime, Any] = weakref.WeakKeyDictionary()
-
-
-_set_aside: list[Any] = []  # a forked child's inherited permit clients: never used, never closed
-
-
-def _fresh_in_child() -> None:
-    """A forked child gets its own lock and its own permit clients (see stalwart.runtime); the
-    inherited ones are kept unclosed (closing takes a pool lock the fork may have copied held)."""
-    global _lock, _stores  # noqa: PLW0603 - module state, replaced in a forked child
-    _lock = threading.Lock()
-    _set_aside.append(_stores)
-    _stores = weakref.WeakKeyDictionary()
-
-
-os.register_at_fork(after_in_child=_fresh_in_child)
-
-
-def redis_errors() -> dict[str, int]:
-    """State-store errors per policy name in this process (for the metrics endpoint); at most
-    MAX_TRACKED_NAMES names, the rest counted under ``other``."""
-    with _lock:
-        return dict(REDIS_ERRORS)
-
-
-def note_redis_error(name: str, exc: BaseException) -> None:
-    with _lock:
-        label = name if name in REDIS_ERRORS or len(REDIS_ERRORS) < MAX_TRACKED_NAMES else OTHER
-        REDIS_ERRORS[label] = REDIS_ERRORS.get(label, 0) + 1
-    log.warning("policy %s: state store error: %s", name, exc)
-
-
-def store(runtime: Runtime) -> Any:
-    """The runtime's state store with a short timeout, for permit decisions."""
-    client = _stores.get(runtime)
-    if client is None:
-        timeout = min(runtime.settings.redis_timeout_seconds, PERMIT_TIMEOUT)
-        client = _stores[runtime] = client_from_url(runtime.settings.redis_url, timeout)
-    return client
 
 
 def decode(value: Any) -> str:
     return text(value)
-
-
-def check_fail_mode(where: str, mode: object) -> None:
-    if mode not in ("open", "closed"):
-        raise ConfigurationError(f"{where}.on_redis_error must be 'open' or 'closed', got {mode!r}")
-
-
-def check_name(where: str, name: object) -> None:
-    if not isinstance(name, str) or not name or any(c in name for c in "{} "):
-        raise ConfigurationError(f"{where}.name must be a non-empty str without braces or spaces, got {name!r}")
-
-
-class SharedPolicy:
-    """What limits and breakers share: envelope permit, in-body use, Redis-trouble handling."""
-
-    kind: ClassVar[str]
-    denied_error: ClassVar[type[RetryAfter]] = LimitExceeded
-    name: str
-    on_redis_error: FailMode
-
-    def config(self) -> dict[str, str]:
-        raise NotImplementedError
-
-    def try_acquire(self, client: Any, keys: Keys, ctx: JobContext | None) -> Decision:
-        """The decision itself, on any client (Redis or RedisCluster); may raise RedisError."""
-        raise NotImplementedError
-
-    def give_back(self, client: Any, keys: Keys, decision: Decision, outcome: Outcome) -> None:
-        """Release a granted permit; may raise RedisError."""
-
-    def register(self, client: Any, keys: Keys, clock: Callable[[], float] = time.monotonic) -> None:
-        """Record the name and settings so the CLI can list it: once per process and hour while
-        in use (the registry forgets names unused for days), remembering a bounded set of names."""
-        marker = (id(client), self.kind, self.name)
-        now = clock()
-        with _lock:
-            last = _registered.get(marker)
-        if last is not None and now - last < REREGISTER_SECONDS:
-            return
-        LimitStore(client, keys).register(self.kind, self.name, self.config())
-        with _lock:
-            _registered[marker] = now
-            _registered.move_to_end(marker)
-            while len(_registered) > MAX_TRACKED_NAMES:
-                _registered.popitem(last=False)
-
-    def acquire(self, runtime: Runtime, ctx: JobContext | None) -> Decision:
-        try:
-            client = store(runtime)  # a cluster client connects here: inside the fail-open/closed rule
-            self.register(client, runtime.keys)
-            return self.try_acquire(client, runtime.keys, ctx)
-        except STORE_ERRORS as exc:
-            note_redis_error(self.name, exc)
-            if self.on_redis_error == "open":
-                return Decision(True, reason=UNAVAILABLE)
-            return Decision.deny(CLOSED_RETRY, f"{self.name}: {UNAVAILABLE}")
-
-    def release(self, runtime: Runtime, ctx: JobContext | None, decision: Decision, outcome: Outcome) -> None:
-        if not decision.granted or decision.reason == UNAVAILABLE:
-            return
-        try:
-            self.give_back(store(runtime), runtime.keys, decision, outcome)
-        except STORE_ERRORS as exc:
-            note_redis_error(self.name, exc)
-
-    @contextmanager
-    def hold(self, runtime: Runtime | None = None) -> Iterator[Decision]:
-        """Hold a permit around a block inside a task body; denied → raise ``denied_error``."""
-        if runtime is None:
-            from celery import current_app  # noqa: PLC0415 - only needed in task bodies
-
-            runtime = getattr(current_app, "stalwart", None)
-            if runtime is None:
-                raise ConfigurationError(f"{self.name}: hold() needs a Stalwart app or a runtime")
-        decision = self.acquire(runtime, None)
-        if not decision.granted:
-            raise self.denied_error(decision.retry_after, decision.reason)
-        started = time.monotonic()
-        try:
-            yield decision
-        except BaseException as exc:
-            self.release(runtime, None, decision, Outcome("retried", time.monotonic() - started, exc))
-            raise
-        self.release(runtime, None, decision, Outcome("succeeded", time.monotonic() - started))
-
-    def __call__(self, fn: F) -> F:
-        """Use the policy as a decorator: every call of ``fn`` holds a permit."""
-
-        @functools.wraps(fn)
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            with self.hold():
-                return fn(*args, **kwargs)
-
-        return guarded  # type: ignore[return-value]
 
 
 _PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
@@ -211,18 +72,19 @@ def parse_rate(text: object) -> tuple[int, float]:
 
 @dataclass(frozen=True)
 class RateLimit(SharedPolicy):
-    """At most ``rate`` calls (e.g. ``"100/s"``), plus ``burst`` at once; one budget per name."""
+    """At most ``rate`` calls (e.g. ``"100/s"``), plus ``burst`` at once; one budget per (rendered) name."""
 
     kind: ClassVar[str] = "limits"
     name: str
     rate: str
     burst: int = 1
     on_redis_error: FailMode = "open"
+    key: KeyFn | None = field(default=None, kw_only=True)
     count: int = field(init=False, repr=False, compare=False)
     period: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        check_name("RateLimit", self.name)
+        self.setup_name()
         count, period = parse_rate(self.rate)
         object.__setattr__(self, "count", count)
         object.__setattr__(self, "period", period)
@@ -249,16 +111,17 @@ class RateLimit(SharedPolicy):
         return {"type": "rate", "rate": self.rate, "burst": str(self.burst),
                 "interval_ms": f"{self.interval_ms:.3f}", "on_redis_error": self.on_redis_error}
 
-    def try_acquire(self, client: Any, keys: Keys, ctx: JobContext | None) -> Decision:
+    def try_acquire(self, client: Any, keys: Keys, ctx: JobContext | None, name: str | None = None) -> Decision:
+        name = self.name_for(name)
         member = ctx.job_key if ctx is not None else ""
         late_ms = max(10_000.0, 2 * self.interval_ms)
         granted, wait_ms = LimitStore(client, keys).rate_acquire(
-            self.name, interval_ms=self.interval_ms, burst=self.burst, member=member,
+            name, interval_ms=self.interval_ms, burst=self.burst, member=member,
             late_ms=late_ms, slack=self.slack, hand_on_ms=HAND_ON_MS,
         )
         if granted:
-            return Decision.grant()
-        return Decision.deny(wait_ms / 1000, f"rate limit {self.name}")
+            return Decision.grant(key=name)
+        return Decision.deny(wait_ms / 1000, f"rate limit {name}", key=name)
 
 
 @dataclass(frozen=True)
@@ -270,9 +133,10 @@ class Concurrency(SharedPolicy):
     limit: int
     lease: float = 30.0
     on_redis_error: FailMode = "open"
+    key: KeyFn | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
-        check_name("Concurrency", self.name)
+        self.setup_name()
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
             raise ConfigurationError(f"Concurrency.limit must be an int >= 1, got {self.limit!r}")
         if isinstance(self.lease, bool) or not isinstance(self.lease, (int, float)) or self.lease < 0.3:
@@ -287,43 +151,47 @@ class Concurrency(SharedPolicy):
         return {"type": "concurrency", "limit": str(self.limit), "lease": f"{self.lease:g}",
                 "on_redis_error": self.on_redis_error}
 
-    def try_acquire(self, client: Any, keys: Keys, ctx: JobContext | None) -> Decision:
+    def try_acquire(self, client: Any, keys: Keys, ctx: JobContext | None, name: str | None = None) -> Decision:
+        name = self.name_for(name)
         lease_id = f"{os.getpid()}:{uuid.uuid4().hex[:16]}"
         granted, wait_ms = LimitStore(client, keys).concurrency_acquire(
-            self.name, limit=self.limit, lease_ms=self.lease_ms, lease_id=lease_id
+            name, limit=self.limit, lease_ms=self.lease_ms, lease_id=lease_id, idle_ms=self.idle_ms()
         )
         if not granted:
-            return Decision.deny(wait_ms / 1000, f"concurrency limit {self.name}")
-        RENEWER.add(lease_id, self, client, keys)
-        return Decision.grant(lease_id)
+            return Decision.deny(wait_ms / 1000, f"concurrency limit {name}", key=name)
+        RENEWER.add(lease_id, self, client, keys, name)
+        return Decision.grant(lease_id, key=name)
 
     def give_back(self, client: Any, keys: Keys, decision: Decision, outcome: Outcome) -> None:
         if decision.token is None:
             return
         RENEWER.remove(decision.token)
         LimitStore(client, keys).concurrency_release(
-            self.name, lease_id=decision.token, held_ms=int(outcome.duration * 1000)
+            self.name_for(decision.key), lease_id=decision.token, held_ms=int(outcome.duration * 1000)
         )
 
-    def renew(self, client: Any, keys: Keys, lease_id: str) -> bool:
+    def renew(self, client: Any, keys: Keys, lease_id: str, name: str | None = None) -> bool:
         """Extend a held lease; False when it had already expired and been reclaimed."""
-        return LimitStore(client, keys).concurrency_renew(self.name, lease_id=lease_id, lease_ms=self.lease_ms)
+        return LimitStore(client, keys).concurrency_renew(
+            self.name_for(name), lease_id=lease_id, lease_ms=self.lease_ms
+        )
 
 
 class LeaseRenewer:
     """One daemon thread per process renewing held concurrency leases every third of their length."""
 
     def __init__(self) -> None:
-        self._held: dict[str, tuple[Concurrency, Any, Keys, float]] = {}
+        self._held: dict[str, tuple[Concurrency, Any, Keys, float, str]] = {}
         self._lock = threading.Lock()
         self._pid: int | None = None
 
-    def add(self, lease_id: str, policy: Concurrency, client: Any, keys: Keys) -> None:
+    def add(self, lease_id: str, policy: Concurrency, client: Any, keys: Keys, name: str | None = None) -> None:
+        """Renew ``lease_id`` of ``name`` (the rendered name; the policy's own by default)."""
         with self._lock:
             if self._pid != os.getpid():
                 self._pid, self._held = os.getpid(), {}
                 threading.Thread(target=self._run, name="stalwart-limit-leases", daemon=True).start()
-            self._held[lease_id] = (policy, client, keys, time.monotonic())
+            self._held[lease_id] = (policy, client, keys, time.monotonic(), name or policy.name)
 
     def remove(self, lease_id: str) -> None:
         with self._lock:
@@ -339,21 +207,20 @@ class LeaseRenewer:
             now = time.monotonic()
             with self._lock:
                 due = [(k, v) for k, v in self._held.items() if now - v[3] >= v[0].lease / 3]
-            for lease_id, (policy, client, keys, _since) in due:
-                self._renew(lease_id, policy, client, keys)
+            for lease_id, (policy, client, keys, _since, name) in due:
+                self._renew(lease_id, policy, client, keys, name)
 
-    def _renew(self, lease_id: str, policy: Concurrency, client: Any, keys: Keys) -> None:
+    def _renew(self, lease_id: str, policy: Concurrency, client: Any, keys: Keys, name: str) -> None:
         try:
-            kept = policy.renew(client, keys, lease_id)
+            kept = policy.renew(client, keys, lease_id, name)
         except STORE_ERRORS as exc:
-            note_redis_error(policy.name, exc)
+            note_redis_error(policy.family, exc)
             return
         with self._lock:
             if lease_id in self._held:
-                self._held[lease_id] = (policy, client, keys, time.monotonic())
+                self._held[lease_id] = (policy, client, keys, time.monotonic(), name)
         if not kept:
-            log.warning("concurrency %s: lease %s expired before renewal; the slot was reclaimed",
-                        policy.name, lease_id)
+            log.warning("concurrency %s: lease %s expired before renewal; the slot was reclaimed", name, lease_id)
 
 
 RENEWER = LeaseRenewer()
@@ -364,5 +231,6 @@ def limit_names(client: Any, keys: Keys) -> list[str]:
 
 
 def limit_status(client: Any, keys: Keys, name: str) -> dict[str, Any] | None:
-    """What an operator needs to see about one limit; None when no limit has that name."""
-    return LimitStore(client, keys).status(name)
+    """What an operator needs to see about one limit, template (with its busiest keys) or rendered
+    key; None when no limit has that name."""
+    return survey.limit_status(client, keys, name)

@@ -25,14 +25,15 @@ class Decision:
     reason: str = ""
     token: str | None = None  # e.g. a concurrency lease id or a half-open probe id
     fallback: bool = False  # denied by an open breaker: run the task's fallback if it has one
+    key: str | None = None  # the (rendered) name the permit lives under: release uses the same
 
     @classmethod
-    def grant(cls, token: str | None = None) -> Decision:
-        return cls(True, token=token)
+    def grant(cls, token: str | None = None, *, key: str | None = None) -> Decision:
+        return cls(True, token=token, key=key)
 
     @classmethod
-    def deny(cls, retry_after: float, reason: str, *, fallback: bool = False) -> Decision:
-        return cls(False, retry_after=max(0.0, retry_after), reason=reason, fallback=fallback)
+    def deny(cls, retry_after: float, reason: str, *, fallback: bool = False, key: str | None = None) -> Decision:
+        return cls(False, retry_after=max(0.0, retry_after), reason=reason, fallback=fallback, key=key)
 
 
 @runtime_checkable
@@ -50,11 +51,21 @@ class PermitPolicy(Protocol):
         ...
 
 
+@runtime_checkable
+class TaskChecked(Protocol):
+    """A permit whose declaration depends on the task's signature (a per-key template)."""
+
+    def check_task(self, where: str, fun: Callable[..., Any]) -> None:
+        """Raise ConfigurationError when the policy cannot render its name from ``fun``'s arguments."""
+        ...
+
+
 class PermitOptions:
     """``limits=[...]``, ``breaker=`` and ``fallback=``: the permits a job needs before its body."""
 
     options: dict[str, str] = {
-        "limits": "RateLimit/Concurrency policies the job needs a permit from before it runs",
+        "limits": "RateLimit/Concurrency policies the job needs a permit from before it runs; a name "
+                  "may be a template over the task's arguments ('tenant:{tenant_id}'): one budget per key",
         "breaker": "a Breaker guarding the dependency this task calls",
         "fallback": "callable run instead of the body while the breaker is open",
     }
@@ -63,6 +74,9 @@ class PermitOptions:
         out: dict[str, Any] = {}
         if "limits" in given or "breaker" in given:
             out["permits"] = self.permits(where, given.get("breaker"), given.get("limits", ()))
+            for policy in out["permits"]:
+                if isinstance(policy, TaskChecked):
+                    policy.check_task(where, fun)
         if "fallback" in given:
             fallback = given["fallback"]
             if fallback is not None and not callable(fallback):

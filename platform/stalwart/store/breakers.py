@@ -1,10 +1,13 @@
 """Circuit breaker state, under the ``{breaker:<name>}`` hash tag.
 
-Keys, and what bounds each:
+The name is a fixed name or one rendered key of a per-key template (``{breaker:smtp:sendgrid}``:
+each rendered key is its own breaker under its own hash tag). Keys, and what bounds each:
 
-- ``state`` hash (state, reason, opened_at, open_until, transitions, ...): expires
-  :data:`IDLE_TTL_MS` after its last transition (an open breaker: after ``open_until`` plus that);
-  a breaker an operator forced open has no TTL until an operator closes or resets it.
+- ``state`` hash (state, reason, opened_at, open_until, transitions, ...): expires ``idle_ms``
+  after its last transition (an open breaker: after ``open_until`` plus that), where ``idle_ms``
+  is :data:`IDLE_TTL_MS` for a fixed name and :data:`~stalwart.store.limits.KEY_IDLE_MS` for a
+  rendered key; a breaker an operator forced open has no TTL until an operator closes or resets
+  it (an operator's action, one key at a time, never a job's).
 - ``probes`` zset (half-open probe id → expiry ms) and ``inflight`` zset (closed-state call id →
   expiry ms): bounded by the calls in flight, expired entries dropped on every acquire, and a TTL
   of two slot lifetimes.
@@ -13,8 +16,10 @@ Keys, and what bounds each:
   the window (``sum:c|f|s``, ``swept``, ``w``), so at most 4 * ``window`` + 5 fields (``window`` is
   at most 3600) however many days of traffic it sees, an O(1) amortised cost per call, and a TTL
   of ``window`` + 5 s.
-- ``config`` hash: written by :meth:`stalwart.store.limits.LimitStore.register`, with a TTL of
-  :data:`IDLE_TTL_MS` renewed while the breaker is used.
+- ``config`` hash (fixed names only; a template's settings live in its ``template`` hash, and its
+  busiest keys in its capped ``keys`` set, see :mod:`stalwart.store.limits`): written by
+  :meth:`stalwart.store.limits.LimitStore.register`, with a TTL of :data:`IDLE_TTL_MS` renewed
+  while the breaker is used.
 
 Only the ``breaker_*`` scripts write state; this module is also the one reader of the bucket format.
 """
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from stalwart.store.keys import Keys
-from stalwart.store.limits import IDLE_TTL_MS, LimitStore
+from stalwart.store.limits import IDLE_TTL_MS, KEY_IDLE_MS, LimitStore
 from stalwart.store.scripts import as_int, guarded, script, text, text_map
 
 AdminOp = Literal["force_open", "close", "reset"]
@@ -80,29 +85,35 @@ class BreakerStore:
         return [self.keys.breaker(name, p) for p in ("state", "probes", "buckets", "inflight")]
 
     @guarded
-    def acquire(self, name: str, slot_id: str, p: BreakerParams) -> Acquired:
+    def acquire(self, name: str, slot_id: str, p: BreakerParams, *, idle_ms: int = IDLE_TTL_MS) -> Acquired:
         granted, wait_ms, state, probe = script("breaker_acquire")(
             self.client, self._keys(name),
             [p.probes, p.probe_ttl_ms, slot_id, p.busy_wait_ms, p.window, p.min_calls, f"{p.failure_rate:g}",
-             IDLE_TTL_MS],
+             idle_ms],
         )
         return Acquired(bool(int(granted)), int(wait_ms), text(state), bool(int(probe)))
 
     @guarded
-    def record(self, name: str, p: BreakerParams, *, kind: str, slow: bool, probe_id: str, call_id: str) -> str:
+    def record(self, name: str, p: BreakerParams, *, kind: str, slow: bool, probe_id: str, call_id: str,
+               idle_ms: int = IDLE_TTL_MS) -> str:
         """Count one call's outcome and make the transition it implies; the state after it."""
         return text(script("breaker_record")(
             self.client, self._keys(name),
             [kind, int(slow), probe_id, p.window, p.min_calls, f"{p.failure_rate:g}",
              -1 if p.slow_call_rate is None else f"{p.slow_call_rate:g}", p.open_ms, p.probes, call_id,
-             IDLE_TTL_MS],
+             idle_ms],
         ))
 
     @guarded
-    def admin(self, name: str, op: AdminOp) -> str:
-        """An operator's force-open, close or reset; the breaker is listed from then on."""
-        state = text(script("breaker_admin")(self.client, self._keys(name), [op, IDLE_TTL_MS]))
-        LimitStore(self.client, self.keys).touch("breakers", name)
+    def admin(self, name: str, op: AdminOp, family: str | None = None) -> str:
+        """An operator's force-open, close or reset; the breaker is listed from then on (a rendered
+        key of template ``family``: among that template's busiest keys, never in the registry)."""
+        idle_ms = IDLE_TTL_MS if family is None else KEY_IDLE_MS
+        state = text(script("breaker_admin")(self.client, self._keys(name), [op, idle_ms]))
+        if family is None:
+            LimitStore(self.client, self.keys).touch("breakers", name)
+        else:
+            LimitStore(self.client, self.keys).note_key("breakers", family, name)
         return state
 
     @guarded
@@ -112,12 +123,13 @@ class BreakerStore:
         return text(raw).replace("-", "_") if raw else "closed"
 
     @guarded
-    def status(self, name: str) -> dict[str, Any]:
-        """What an operator needs to see about one breaker."""
+    def status(self, name: str, config: dict[str, str] | None = None) -> dict[str, Any]:
+        """What an operator needs to see about one breaker (a rendered key: pass its template's config)."""
         sec, usec = self.client.time()
         now_ms = int(sec) * 1000 + int(usec) // 1000
         state = text_map(self.client.hgetall(self.keys.breaker(name, "state")))
-        config = text_map(self.client.hgetall(self.keys.breaker(name, "config")))
+        if config is None:
+            config = text_map(self.client.hgetall(self.keys.breaker(name, "config")))
         buckets = {k: as_int(v) for k, v in text_map(self.client.hgetall(self.keys.breaker(name, "buckets"))).items()}
         probes = self.client.zcount(self.keys.breaker(name, "probes"), now_ms, "+inf")
         totals = window_totals(buckets, int(sec), int(config.get("window", "30")))
