@@ -9,7 +9,7 @@ from typing import Any
 from stalwart.console.context import Console
 from stalwart.console.views import iso, show_map, show_rows
 from stalwart.errors import ConfigurationError
-from stalwart.policies import switches
+from stalwart.policies import survey, switches
 from stalwart.store import broker as broker_store
 from stalwart.store import console as looks
 
@@ -22,25 +22,35 @@ CHART_MINUTES = 360
 # -- breakers -------------------------------------------------------------------------------------
 
 
-def breakers(console: Console) -> list[dict[str, Any]]:
-    """Every breaker in use: state, failure rate over its window, calls in flight."""
+def _breaker_row(console: Console, status: dict[str, Any]) -> dict[str, Any]:
     rt = console.runtime
-    out = []
-    for name in rt.limits.names("breakers"):
-        status = dict(rt.breakers.status(name))
-        status["in_flight"] = looks.breaker_calls_in_flight(rt.redis, rt.keys, name)
-        status["opened_at_iso"] = iso(status.get("opened_at"))
-        status["open_until_iso"] = iso(status.get("open_until"))
-        out.append(show_map(status))
-    return out
+    row = dict(status)
+    if row.get("template") is True:
+        row["keys"] = [_breaker_row(console, key) for key in row.get("keys", [])]
+        row["in_flight"] = sum(int(key["in_flight"]) for key in row["keys"])
+    else:
+        row["in_flight"] = looks.breaker_calls_in_flight(rt.redis, rt.keys, str(row["name"]))
+    row["opened_at_iso"] = iso(row.get("opened_at"))
+    row["open_until_iso"] = iso(row.get("open_until"))
+    return row
+
+
+def breakers(console: Console) -> list[dict[str, Any]]:
+    """Every breaker in use: state, failure rate over its window, calls in flight; a per-key
+    template as one row with its busiest keys (``keys``), each a breaker row of its own."""
+    rt = console.runtime
+    return [show_map(_breaker_row(console, status))
+            for status in survey.breakers_overview(rt.redis, rt.keys, TOP_KEYS)]
 
 
 def breaker_action(console: Console, name: str, action: str, who: str) -> str:
+    """Open, close or reset a breaker in use, or one rendered key of a template in use."""
     if action not in BREAKER_OPS:
         raise ConfigurationError(f"breaker action must be one of {', '.join(BREAKER_OPS)}, got {action!r}")
-    if name not in console.runtime.limits.names("breakers"):
+    rt = console.runtime
+    if name not in rt.limits.names("breakers") and survey.family_of(rt.redis, rt.keys, "breakers", name) is None:
         raise ConfigurationError(f"no breaker named {name!r} has been used")
-    state = console.runtime.breakers.admin(name, BREAKER_OPS[action])  # type: ignore[arg-type]
+    state = survey.breaker_admin(rt.redis, rt.keys, name, BREAKER_OPS[action])  # type: ignore[arg-type]
     console.audit.record(who, f"breaker {action}", name, None, {"state": state})
     return state
 
@@ -56,16 +66,22 @@ def usage(status: dict[str, Any]) -> float:
 
 
 def limits(console: Console) -> dict[str, Any]:
-    """Every limit in use with its current usage, and the busiest keys of each template family
-    (``tenant:acme``, ``tenant:globex`` → family ``tenant``)."""
-    found = [s for s in (console.runtime.limits.status(n) for n in console.runtime.limits.names("limits")) if s]
-    families: dict[str, list[dict[str, Any]]] = {}
+    """Every limit in use with its current usage, and the busiest keys of each per-key template
+    (``tenant:{tenant_id}`` → ``tenant:acme``, ``tenant:globex``, ... by recent grants + denials)."""
+    rt = console.runtime
+    found = survey.limits_overview(rt.redis, rt.keys, TOP_KEYS)
+    top: dict[str, list[dict[str, Any]]] = {}
     for status in found:
-        status["usage"] = usage(status)
-        families.setdefault(str(status["name"]).split(":", 1)[0], []).append(status)
-    top = {family: [{"name": s["name"], "usage": s["usage"]}
-                    for s in sorted(members, key=lambda s: -s["usage"])[:TOP_KEYS]]
-           for family, members in sorted(families.items())}
+        if status.get("template") is True:
+            keys = status.pop("keys")
+            for key in keys:
+                key["usage"] = usage(key)
+            status["usage"] = sum(float(key["usage"]) for key in keys)
+            top[str(status["name"])] = [{"name": key["name"], "usage": key["usage"], "activity": key["activity"],
+                                         "granted": key.get("granted"), "denied": key.get("denied")}
+                                        for key in keys]
+        else:
+            status["usage"] = usage(status)
     return show_map({"limits": sorted(found, key=lambda s: str(s["name"])), "top_keys": top})
 
 
@@ -135,7 +151,7 @@ def _sent_ms(raw: bytes | None) -> int | None:
 def _queue_row(console: Console, name: str, delayed: dict[str, int], now: int) -> dict[str, Any]:
     rt = console.runtime
     lists = queue_lists(console, name)
-    lengths = broker_store.list_lengths(rt.broker_redis, lists)
+    lengths = broker_store.list_lengths(rt.broker_redis, lists, rt.keys.prefix)  # fair lanes included
     sent = [s for key, n in zip(lists, lengths, strict=True) if n
             for s in (_sent_ms(looks.oldest(rt.broker_redis, key)),) if s is not None]
     prefix = console.settings.broker_keyprefix

@@ -366,10 +366,15 @@
   // -- breakers, limits, switches, queues, audit -------------------------------------------------
 
   function breakersPage() {
-    function row(b) {
-      const cls = b.state === "closed" ? "text-bg-success" : (b.state === "half_open" ? "text-bg-warning" : "text-bg-danger");
+    // A per-key template (smtp:{provider}) is one row followed by a row per busiest key.
+    function rows(b) {
+      return b.template === true ? [row(b, "template"), ...(b.keys || []).map((k) => row(k, "key"))] : [row(b, "")];
+    }
+    function row(b, kind) {
+      const cls = kind === "template" ? (b.open_keys ? "text-bg-danger" : "text-bg-secondary")
+        : b.state === "closed" ? "text-bg-success" : (b.state === "half_open" ? "text-bg-warning" : "text-bg-danger");
       const actions = el("td", {class: "text-end"});
-      if (!READONLY) {
+      if (!READONLY && kind !== "template") {
         for (const action of ["open", "close", "reset"]) {
           actions.append(el("button", {type: "button", class: "btn btn-outline-secondary btn-sm breaker-" + action,
             text: action, onclick: async () => {
@@ -382,8 +387,11 @@
             }}), " ");
         }
       }
-      return el("tr", {"data-breaker": b.name},
-        el("td", {class: "task-name-value", text: b.name}),
+      const attrs = kind === "template" ? {"data-breaker-template": b.name} : {"data-breaker": b.name};
+      if (kind === "key") { attrs.class = "breaker-key"; }
+      return el("tr", attrs,
+        el("td", {class: "task-name-value", text: (kind === "key" ? "↳ " : "") + b.name
+          + (kind === "template" ? " (" + num(b.tracked_keys) + " keys)" : "")}),
         el("td", {}, el("span", {class: "badge breaker-state " + cls, text: b.state})),
         el("td", {class: "text-end", text: (100 * (b.failure_rate || 0)).toFixed(1) + "%"}),
         el("td", {class: "text-end", text: num(b.calls)}),
@@ -395,7 +403,7 @@
     }
     const tick = live(async () => {
       const data = await getJSON("/breakers");
-      fill($("breaker-rows"), data.breakers.length ? data.breakers.map(row)
+      fill($("breaker-rows"), data.breakers.length ? data.breakers.flatMap(rows)
         : [el("tr", {}, el("td", {colspan: 9, class: "text-body-secondary", text: "No breaker has been used yet."}))]);
     });
   }
@@ -404,14 +412,17 @@
     live(async () => {
       const data = await getJSON("/limits");
       fill($("limit-rows"), data.limits.length ? data.limits.map((l) => {
-        const settings = l.type === "rate" ? (l.rate || "") + (l.burst ? " burst " + l.burst : "") : "limit " + text(l.limit);
+        const settings = (l.type === "rate" ? (l.rate || "") + (l.burst ? " burst " + l.burst : "") : "limit " + text(l.limit))
+          + (l.template === true ? " per key (" + num(l.tracked_keys) + " keys)" : "");
         return el("tr", {"data-limit": l.name}, el("td", {class: "task-name-value", text: l.name}), el("td", {text: text(l.type)}),
           el("td", {text: settings}), el("td", {class: "text-end", text: num(l.usage)}),
           el("td", {class: "text-end", text: num(l.granted)}), el("td", {class: "text-end", text: num(l.denied)}));
       }) : [el("tr", {}, el("td", {colspan: 6, class: "text-body-secondary", text: "No limit has been used yet."}))]);
       const blocks = Object.entries(data.top_keys).map(([family, keys]) => el("div", {class: "detail-card"},
         el("h3", {class: "h6 stalwart-section-title", text: family}),
-        el("ol", {class: "stalwart-timeline"}, ...keys.map((k) => el("li", {text: k.name + " — " + num(k.usage)})))));
+        el("ol", {class: "stalwart-timeline"}, ...keys.map((k) => el("li", {"data-limit-key": k.name,
+          text: k.name + " — usage " + num(k.usage) + ", activity " + num(k.activity) + ", granted " + num(k.granted)
+            + ", denied " + num(k.denied)})))));
       fill($("top-keys"), blocks);
     });
   }
