@@ -76,7 +76,7 @@ def test_a_steady_stream_runs_by_max_wait_with_the_latest_arguments(
         before = redis_ms(r)
         made.append((n, flow_app.send_task(f"{JOBS}.stream", args=["s", n]).id, before))
         n += 1
-        wait_until(lambda: redis_ms(r) - before >= 200, 5, 0.01)
+        wait_until(lambda since=before: redis_ms(r) - since >= 200, 5, 0.01)  # type: ignore[misc]
     wait_until(lambda: drained(r), 30, message="the stream's bursts did not all run")
     ran = runs(r, "s")
     bursts: dict[str, list[tuple[int, int]]] = {}
@@ -103,7 +103,7 @@ def test_a_worker_killed_while_the_burst_runs_still_completes_it_once(
     make_worker(env=ENV)
     wait_until(lambda: r.llen("ended:k") >= 1 and drained(r), 60, message="the burst did not complete")
     assert len(ids) == 1
-    assert [x.decode() for x in r.lrange("ended:k", 0, -1)] == list(ids)
+    assert [bytes(x).decode() for x in r.lrange("ended:k", 0, -1)] == list(ids)
     assert {(x["id"], x["n"]) for x in runs(r, "k")} == {(next(iter(ids)), 2)}
 
 
