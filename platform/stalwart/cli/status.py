@@ -29,11 +29,12 @@ def register(subparsers: Any) -> None:
 
 
 def queues(runtime: Runtime, default: str = DEFAULT_QUEUE) -> list[dict[str, Any]]:
-    """Ready (list length, all priorities) and delayed counts of every known queue."""
+    """Ready (list length and fair lane, all priorities) and delayed counts of every known queue."""
     waiting = runtime.delayed.depth()
     names = sorted({default} | {name.split(PRIORITY_SEP)[0] for name in waiting})
     lists = {name: [name] + [f"{name}{PRIORITY_SEP}{p}" for p in PRIORITY_STEPS] for name in names}
-    lengths = iter(broker_store.list_lengths(runtime.broker_redis, [p for parts in lists.values() for p in parts]))
+    lengths = iter(broker_store.list_lengths(runtime.broker_redis, [p for parts in lists.values() for p in parts],
+                                             runtime.keys.prefix))
     rows = []
     for name, parts in lists.items():
         ready = sum(next(lengths) for _ in parts)
