@@ -140,7 +140,7 @@ def test_a_replayed_fair_job_reenters_its_lane(
 ) -> None:
     worker = make_worker(env=ENV, concurrency=1)
     task_id = fair_app.send_task(FIXABLE, ["T", 1]).id
-    entry = wait_until(lambda: next((e for e in fair_app.stalwart.dlq.iter() if e.task_id == task_id), None), 30)
+    entry: Any = wait_until(lambda: next((e for e in fair_app.stalwart.dlq.iter() if e.task_id == task_id), None), 30)
     worker.stop()
     r.set("fair:fixed", 1)
     report = replay(fair_app, [entry.id])
