@@ -3,9 +3,11 @@
 An envelope permit (see :mod:`stalwart.policies.permits`). Granted: the job holds its key's slot,
 leased for the job lease and renewed while it runs (a SIGKILLed holder's slot comes back when
 the lease runs out), and, if it was its key's waiting job, it stops being it in the same script.
-Denied: the job is deferred (no attempt used) for the holder's remaining lease, at most
-``MAX_RETRY_SECONDS``; only a key's waiting job is normally denied, so the churn is one job per
-key. The state store unreachable: denied for a second (one at a time is never given up).
+Denied: the job is deferred (no attempt used) for about the holder's expected rest (the key's
+average run time so far; a quarter of the holder's run once it is past that), never past the
+holder's lease nor over ``MAX_RETRY_SECONDS``; only a key's waiting job is normally denied, so
+the churn is one job per key, a few times per run. The state store unreachable: denied for a
+second (one at a time is never given up).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from stalwart.runtime import Runtime
 from stalwart.store.flow import SingletonStore
 
 log = logging.getLogger("stalwart.policies.singleton")
-MAX_RETRY_SECONDS = 1.0  # a denied job asks again at least this often (the holder may end early)
+MAX_RETRY_SECONDS = 5.0  # a denied job asks again at least this often (see singleton_acquire.lua)
 UNAVAILABLE_RETRY = 1.0
 
 
@@ -41,7 +43,9 @@ class SingletonPermit:
     name: str = "singleton"
 
     def acquire(self, runtime: Runtime, ctx: JobContext) -> Decision:
-        key = render_key(f"singleton key of {ctx.task_name}", self.spec, self.fun, ctx.args, ctx.kwargs)
+        task = runtime.task_of(ctx.task_name)  # its run() is the call's signature (bind=True drops self)
+        run = task.run if task is not None else self.fun
+        key = render_key(f"singleton key of {ctx.task_name}", self.spec, run, ctx.args, ctx.kwargs)
         token = f"{ctx.task_id}:{uuid.uuid4().hex[:12]}"
         lease_ms = int(runtime.settings.lease_seconds * 1000)
         singletons = store(runtime)

@@ -10,5 +10,6 @@ if holder ~= ARGV[1] then
   code = 2
 end
 redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'until', now + tonumber(ARGV[2]))
+if code == 2 then redis.call('HSET', KEYS[1], 'since', now) end
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 return code
