@@ -1,0 +1,80 @@
+"""Debounce and singleton: what is refused where it is written, and the pure helpers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stalwart import Debounce
+from stalwart.app import Stalwart
+from stalwart.enqueue.debounce import REFUSED, decode_call, encode_call, stored_options
+from stalwart.errors import ConfigurationError
+from stalwart.policies.singleton import SingletonPermit
+from stalwart.settings import Settings
+from stalwart.store.flow import MAX_PLAIN_KEY, key_part
+
+APP = Stalwart("flow-behaviour", settings=Settings.from_env({"STALWART_REDIS_URL": "redis://127.0.0.1:1/0"}))
+
+
+def declare(**options: Any) -> Any:
+    def body(doc: Any, n: Any = None) -> Any:
+        return doc
+
+    body.__name__ = body.__qualname__ = f"body_{uuid.uuid4().hex[:8]}"
+    return APP.task(**options)(body)
+
+
+def test_debounce_and_singleton_cannot_be_combined() -> None:
+    with pytest.raises(ConfigurationError, match="cannot be combined"):
+        declare(debounce=Debounce(key="{doc}", wait=1), singleton="{doc}")
+
+
+def test_a_debounced_task_takes_no_idempotency_key() -> None:
+    with pytest.raises(ConfigurationError, match="idempotency_key"):
+        declare(debounce=Debounce(key="{doc}", wait=1), idempotency_key="{doc}")
+
+
+def test_a_singleton_task_gets_its_run_slot_as_a_flow_permit() -> None:
+    task = declare(singleton="{doc}")
+    assert [type(p) for p in task.flow_permits] == [SingletonPermit]
+    assert declare().flow_permits == ()
+
+
+@pytest.mark.parametrize("option", sorted(REFUSED))
+def test_options_a_burst_decides_are_refused(option: str) -> None:
+    with pytest.raises(ConfigurationError, match=option):
+        stored_options({option: 5})
+
+
+def test_a_deadline_is_kept_absolute_through_the_burst() -> None:
+    at = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+    stored = stored_options({"deadline": at, "expires": at + dt.timedelta(days=1), "queue": "q", "link": None})
+    _, _, options = decode_call(encode_call((1,), {"n": 2}, stored))
+    assert options == {"deadline": at, "queue": "q"}
+
+
+@given(st.text(max_size=300), st.text(max_size=300))
+def test_a_key_part_never_moves_the_hash_tag_and_is_bounded(task: str, key: str) -> None:
+    part = key_part(task, key)
+    assert "{" not in part
+    assert "}" not in part
+    assert len(part) <= MAX_PLAIN_KEY
+    assert key_part(task, key) == part  # the same key, the same name
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                    max_leaves=8)
+
+
+@given(st.lists(JSON, max_size=4), st.dictionaries(st.text(max_size=5), JSON, max_size=3))
+def test_a_call_round_trips_through_its_stored_form(args: list[Any], kwargs: dict[str, Any]) -> None:
+    text = encode_call(tuple(args), kwargs, {"priority": 3})
+    assert decode_call(text) == (args, kwargs, {"priority": 3})
+    assert json.loads(text)["args"] == args
