@@ -128,7 +128,9 @@ class BreakerStore:
         sec, usec = self.client.time()
         now_ms = int(sec) * 1000 + int(usec) // 1000
         state = text_map(self.client.hgetall(self.keys.breaker(name, "state")))
-        if config is None:
+        if config is None and "{" in name:  # a template: its settings, and no state of its own
+            config = LimitStore(self.client, self.keys).template_config("breakers", name)
+        elif config is None:
             config = text_map(self.client.hgetall(self.keys.breaker(name, "config")))
         buckets = {k: as_int(v) for k, v in text_map(self.client.hgetall(self.keys.breaker(name, "buckets"))).items()}
         probes = self.client.zcount(self.keys.breaker(name, "probes"), now_ms, "+inf")

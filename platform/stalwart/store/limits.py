@@ -186,4 +186,7 @@ class LimitStore:
 
     @guarded
     def config(self, name: str) -> dict[str, str]:
+        """The settings of a fixed limit, or of a template (a name with ``{``) from its ``template`` hash."""
+        if "{" in name:
+            return self.template_config("limits", name)
         return text_map(self.client.hgetall(self.keys.limit(name, "config")))
