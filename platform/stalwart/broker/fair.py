@@ -1,4 +1,4 @@
-"""The transport's fair lanes: where a message carrying ``stalwart_fair`` is published and restored.
+"""Where the transport publishes a delayed or fair message, and restores a fair one.
 
 A fair job is queued in its list's lane (:mod:`stalwart.store.fair`) instead of the list, waits
 in the lane's delayed set when it has a delay, and goes back into the lane when restored (a dead
@@ -38,26 +38,26 @@ def fair_of_item(item: bytes) -> FairJob | None:
     return fair_of(message) if isinstance(message, dict) else None
 
 
-def publish(client: Any, keys: Keys, list_key: str, payload: str, job: FairJob, *, delay_ms: int,
+def publish(client: Any, keys: Keys, list_key: str, payload: str, job: FairJob | None, *, delay_ms: int,
             batch: Any = None) -> None:
-    """Queue a fair job in its lane, or in the lane's delayed set when it has a delay.
+    """Queue a fair job in its lane; a delayed job (fair or not) in its delayed set.
 
     ``batch`` is kombu's publish batch (bulk enqueue): the script joins its pipeline; the caller
     passes it only without a ``global_keyprefix`` (kombu's pipeline would prefix the first key).
     """
     if batch is not None:
-        if not getattr(batch, "stalwart_fair_loaded", False):
+        if not getattr(batch, "stalwart_scripts_loaded", False):
             fair_store.ensure_loaded(client)
             delayed_store.DelayedStore(client, keys).ensure_loaded()
-            batch.stalwart_fair_loaded = True
-        if delay_ms > 0:
+            batch.stalwart_scripts_loaded = True
+        if delay_ms > 0 or job is None:
             batch.add(*delayed_store.DelayedStore(client, keys).schedule_command(
                 list_key, delay_ms=delay_ms, payload=payload, job=job))
         else:
             batch.add(*fair_store.push_command(keys, list_key, job, payload))
         return
     raw = broker_store.unprefixed(client)
-    if delay_ms > 0:
+    if delay_ms > 0 or job is None:
         delayed_store.schedule(raw, keys, list_key, delay_ms=delay_ms, payload=payload, job=job)
     else:
         fair_store.push(raw, keys, list_key, job, payload)

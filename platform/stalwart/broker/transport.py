@@ -46,7 +46,6 @@ from stalwart.broker import fair as fair_lanes
 from stalwart.broker.restore import RestoringChannel, RestoringQoS
 from stalwart.job.header import DELAY_HEADER, HEADER
 from stalwart.store import broker as broker_store
-from stalwart.store import delayed as delayed_store
 from stalwart.store.broker import BrokerKeys, FetchLimits, Quarantined
 from stalwart.store.keys import Keys
 from stalwart.store.switches import PARK_HEADER, ParkedStore
@@ -339,20 +338,9 @@ class Channel(RestoringChannel):
             super()._put(queue, message, **kwargs)
             return
         batch = kwargs.pop("_publish_batch", None)
-        payload = json.dumps(message)
-        with self.conn_or_acquire() as client:
-            if fair is not None:  # its lane (or the lane's delayed set), in the bulk pipeline if any
-                fair_lanes.publish(client, keys, list_key, payload, fair, delay_ms=delay,
-                                   batch=None if self.global_keyprefix else batch)
-                return
-            if batch is not None and not self.global_keyprefix:  # bulk: schedule in the producer's pipeline
-                delayed = delayed_store.DelayedStore(client, keys)
-                if not getattr(batch, "stalwart_scripts_loaded", False):
-                    delayed.ensure_loaded()
-                    batch.stalwart_scripts_loaded = True
-                batch.add(*delayed.schedule_command(list_key, delay_ms=delay, payload=payload))
-                return
-            delayed_store.schedule(broker_store.unprefixed(client), keys, list_key, delay_ms=delay, payload=payload)
+        with self.conn_or_acquire() as client:  # bulk: in the producer's pipeline (kombu would prefix keys)
+            fair_lanes.publish(client, keys, list_key, json.dumps(message), fair, delay_ms=delay,
+                               batch=None if self.global_keyprefix else batch)
 
     def _outgoing(self, message: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """A copy of ``message`` to publish, and its delay: the caller's dicts are never changed, so
