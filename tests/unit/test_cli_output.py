@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import unicodedata
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -43,3 +44,28 @@ def test_escaped_text_has_no_active_character(text: str) -> None:
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cf", "Zl", "Zp"))))
 def test_ordinary_text_is_unchanged(text: str) -> None:
     assert escape(text) == text
+
+
+HIDDEN_CATEGORIES = ("Cc", "Cf", "Cs", "Zl", "Zp")
+
+
+@given(st.text(alphabet=st.characters(categories=HIDDEN_CATEGORIES)))
+def test_every_format_control_separator_and_surrogate_is_shown_as_text(text: str) -> None:
+    """Red team (issue 10): tag characters (U+E0000 block), U+206A-206F, the soft hyphen and lone
+    surrogates went through unescaped."""
+    shown = escape(text, keep_lines=False)
+    assert shown.isascii()
+    assert all(unicodedata.category(c) not in HIDDEN_CATEGORIES or c in "\t\n" for c in escape(text))
+
+
+def test_named_invisible_characters_are_escaped() -> None:
+    for char, shown in (("\u00ad", "\\xad"), ("\u206a", "\\u206a"), ("\U000e0041", "\\U000e0041"),
+                        ("\udcff", "\\udcff"), ("\u200d", "\\u200d")):
+        assert escape(f"a{char}b") == f"a{shown}b"
+
+
+def test_a_lone_surrogate_prints_in_every_format() -> None:
+    value = "report-\udcff.csv"
+    for text in (printed(say, value), printed(print_fields, {"file": value}),
+                 printed(print_table, [{"file": value}], ("file",)), printed(print_json, {"file": value})):
+        text.encode("utf-8")  # printable on a UTF-8 terminal: no lone surrogate left

@@ -57,6 +57,7 @@ class FakeTask:
     max_age: float | None = None
     max_deliveries: int = 3
     permits: tuple[PermitPolicy, ...] = ()
+    flow_permits: tuple[PermitPolicy, ...] = ()
     fallback: Callable[..., Any] | None = None
     result_max_bytes: int = 65536
     request: Any = None

@@ -1,7 +1,8 @@
 """How every ``stalwart`` subcommand prints: aligned tables for people, JSON for scripts.
 
 Nothing printed here reaches the terminal raw: control characters (ANSI CSI and OSC escape
-sequences, BEL, NUL, carriage returns, C1 controls), bidi overrides and zero-width characters in
+sequences, BEL, NUL, carriage returns, C1 controls), bidi overrides, zero-width and every other
+Unicode format character, separators and lone surrogates in
 any value (a DLQ entry's message bytes, a limit name, a switch pattern) are shown as ``\\xNN`` /
 ``\\uNNNN`` text by :func:`escape`; JSON escapes them itself. Commands that print a line of their
 own use :func:`say`.
@@ -13,19 +14,26 @@ import datetime as dt
 import json
 import re
 import sys
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-# C0 controls but tab and newline, DEL and C1, zero-width and bidi marks, line/paragraph
-# separators, bidi embeddings/overrides/isolates, word joiners, BOM, interlinear annotations.
-_INVISIBLE = "\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb"
-_UNSAFE = re.compile(f"[{_INVISIBLE}]")
-_UNSAFE_WITH_LINES = re.compile(f"[\t\n{_INVISIBLE}]")
+# C0 controls but tab and newline, DEL and C1; every other character is checked by its Unicode
+# category: format characters (zero-width, bidi marks and overrides, soft hyphen, tag characters,
+# deprecated format controls U+206A-206F), line/paragraph separators and lone surrogates.
+_CANDIDATES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]|[^\x00-\x7f]")
+_CANDIDATES_WITH_LINES = re.compile(r"[\x00-\x1f\x7f-\x9f]|[^\x00-\x7f]")
+_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 def _visible(match: re.Match[str]) -> str:
-    code = ord(match.group(0))
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    char = match.group(0)
+    code = ord(char)
+    if code >= 0xA0 and unicodedata.category(char) not in _HIDDEN:
+        return char
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def escape(text: str, *, keep_lines: bool = True) -> str:
@@ -33,7 +41,7 @@ def escape(text: str, *, keep_lines: bool = True) -> str:
 
     Newlines and tabs stay unless ``keep_lines`` is False.
     """
-    return (_UNSAFE if keep_lines else _UNSAFE_WITH_LINES).sub(_visible, text)
+    return (_CANDIDATES if keep_lines else _CANDIDATES_WITH_LINES).sub(_visible, text)
 
 
 def say(text: str, out: TextIO | None = None) -> None:

@@ -162,7 +162,7 @@ class Delivery:
         return self.dead("expired", exc, ran=False)
 
     def acquire_permits(self) -> Decision | None:
-        for policy in (*self.task.permits, *getattr(self.task, "flow_permits", ())):  # singleton slot last
+        for policy in (*self.task.permits, *self.task.flow_permits):  # singleton's slot last
             decision = policy.acquire(self.runtime, self.ctx)
             if not decision.granted:
                 return decision
@@ -310,7 +310,7 @@ class Delivery:
         next_gen, delay = handed_on
         outcome = Outcome("retried", self.ctx.elapsed(), exc, delay=delay)
         self.release_permits(outcome)
-        self.end("waiting", "", next_gen)
+        self.end("waiting", "", next_gen, due_ms=int(min(delay, MAX_AGE_SECONDS) * 1000))
         self.runtime.hooks.call("after_job", self.ctx, outcome)
         if exc is not None:
             raise exc
@@ -346,6 +346,10 @@ class Delivery:
             log.error("could not write dead-letter entry for %s[%s], requeueing: %s",
                       self.ctx.task_name, self.ctx.task_id, err)
             raise Reject(f"DLQ unreachable: {err}", requeue=True) from err
+        except Exception as err:  # a bug writing the entry: the job goes back, never acknowledged unfiled
+            log.exception("could not write dead-letter entry for %s[%s], requeueing",
+                          self.ctx.task_name, self.ctx.task_id)
+            raise Reject(f"DLQ entry not written: {type(err).__name__}", requeue=True) from err
         return entry
 
     def defer(self, delay: float, reason: str) -> NoReturn:
@@ -387,14 +391,14 @@ class Delivery:
                       self.ctx.task_name, self.ctx.task_id, err)
             raise Reject(f"broker unreachable: {err}", requeue=True) from err
         if self.claimed and record:
-            self.end("waiting", "", next_gen)
+            self.end("waiting", "", next_gen, due_ms=int(min(delay, MAX_AGE_SECONDS) * 1000))
         return next_gen
 
-    def end(self, outcome: EndOutcome, result: str, next_gen: int = 0) -> None:
+    def end(self, outcome: EndOutcome, result: str, next_gen: int = 0, due_ms: int = 0) -> None:
         def record() -> bool:
             return self.runtime.jobs.end(self.ctx.job_key, owner=self.owner, outcome=outcome,
                                          ttl_ms=self._ttl_ms(), gen=self.ctx.meta.gen, result=result,
-                                         next_gen=next_gen)
+                                         next_gen=next_gen, due_ms=due_ms)
 
         try:  # retried for about a lease: rides out a state-store restart or failover
             retry_store(record, self.runtime.settings.lease_seconds)

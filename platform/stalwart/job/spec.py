@@ -27,6 +27,7 @@ class EnvelopeTask(Protocol):
     max_age: float | None
     max_deliveries: int
     permits: tuple[PermitPolicy, ...]
+    flow_permits: tuple[PermitPolicy, ...]  # asked for after ``permits`` (singleton's run slot)
     fallback: Callable[..., Any] | None
     result_max_bytes: int
 

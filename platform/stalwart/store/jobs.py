@@ -151,16 +151,17 @@ class JobStore:
 
     @guarded
     def end(self, job: str, *, owner: str, outcome: EndOutcome, ttl_ms: int, gen: int,
-            result: str = "", next_gen: int = 0) -> bool:
+            result: str = "", next_gen: int = 0, due_ms: int = 0) -> bool:
         """Record how a delivery of generation ``gen`` ended: done (with result), dead, or waiting
         for a successor.
 
         False when refused: another owner holds a live claim (or, for ``waiting``, any claim),
         the job is dead, it is done and the outcome is not, or the outcome is dead/waiting and the
-        job has moved on to a newer generation than ``gen``.
+        job has moved on to a newer generation than ``gen``. A ``waiting`` hash lives ``ttl_ms``
+        past its successor's due time (``due_ms`` from now).
         """
         return bool(script("job_end")(
-            self.client, [self.keys.job(job)], [owner, outcome, result, ttl_ms, next_gen, gen]
+            self.client, [self.keys.job(job)], [owner, outcome, result, ttl_ms, next_gen, gen, max(0, due_ms)]
         ))
 
     @guarded

@@ -5,6 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def utf8_text(value: str) -> str:
+    """``value``, or, when it is not valid UTF-8 (a lone surrogate from ``os.fsdecode`` or a JSON
+    ``"\\udcff"`` escape in a message), the same text with each surrogate written as ``\\udcff``:
+    Redis clients refuse to encode such a str and would fail the command."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
 @dataclass(frozen=True)
 class Keys:
     """Builds every Redis key Stalwart uses from one configurable prefix."""
@@ -13,11 +26,11 @@ class Keys:
 
     def job(self, job_key: str) -> str:
         """The state hash of one job: claim, lease, deliveries, generation, result."""
-        return f"{self.prefix}:{{job:{job_key}}}"
+        return utf8_text(f"{self.prefix}:{{job:{job_key}}}")
 
     def idem(self, key: str) -> str:
         """The enqueue record of an idempotency key (task id it was given)."""
-        return f"{self.prefix}:{{job:k:{key}}}:enqueued"
+        return utf8_text(f"{self.prefix}:{{job:k:{key}}}:enqueued")
 
     def delayed(self, queue: str) -> str:
         """The delayed set of one queue, on the broker Redis."""

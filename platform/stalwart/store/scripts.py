@@ -23,9 +23,16 @@ import redis
 from redis.exceptions import BusyLoadingError, ClusterDownError, NoScriptError, RedisClusterException
 
 from stalwart.errors import StateStoreError, StoreUnavailable
+from stalwart.store.keys import utf8_text
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 PRELUDE = (LUA_DIR / "prelude.lua").read_text(encoding="utf-8")
+
+
+def wire(values: list[Any]) -> list[Any]:
+    """``values`` as Redis can take them: a str that is not valid UTF-8 is sent with its
+    surrogates as backslash text (:func:`stalwart.store.keys.utf8_text`); others pass as they are."""
+    return [utf8_text(v) if isinstance(v, str) else v for v in values]
 
 
 class Script:
@@ -46,6 +53,7 @@ class Script:
     def __call__(self, client: Any, keys: list[str], args: list[Any]) -> Any:
         """Run on ``client`` (a Redis client) with ``keys`` and ``args``."""
         self._check(keys)
+        keys, args = wire(keys), wire(args)
         try:
             return client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -55,12 +63,12 @@ class Script:
     def queue(self, pipe: Any, keys: list[str], args: list[Any]) -> None:
         """Queue on a pipeline; the caller loads it first with :meth:`ensure_loaded`."""
         self._check(keys)
-        pipe.evalsha(self.sha, len(keys), *keys, *args)
+        pipe.evalsha(self.sha, len(keys), *wire(keys), *wire(args))
 
     def command(self, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
         """The EVALSHA command as a tuple, for pipelines that take raw commands (kombu's)."""
         self._check(keys)
-        return ("evalsha", self.sha, len(keys), *keys, *args)
+        return ("evalsha", self.sha, len(keys), *wire(keys), *wire(args))
 
     def ensure_loaded(self, client: redis.Redis) -> None:
         if not client.script_exists(self.sha)[0]:

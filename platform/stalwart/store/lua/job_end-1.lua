@@ -1,6 +1,7 @@
 -- End of a delivery: record the outcome on the job hash.
 -- KEYS[1] job hash
--- ARGV: owner, outcome (done|dead|waiting), result, ttl_ms, next_gen, gen (the delivery's generation)
+-- ARGV: owner, outcome (done|dead|waiting), result, ttl_ms, next_gen, gen (the delivery's generation),
+--       due_ms (waiting: ms until the successor is due)
 -- done/dead are final; waiting means a successor message (retry, deferral) was published.
 -- Returns 1 when recorded, 0 when refused (see the checks below).
 local now = clock_ms()
@@ -31,5 +32,11 @@ else
   end
 end
 redis.call('HDEL', job, 'owner', 'lease')
-redis.call('PEXPIRE', job, tonumber(ARGV[4]))
+local ttl = tonumber(ARGV[4])
+if outcome == 'waiting' then
+  -- The generation must outlive the wait for the successor (a retry an hour away, say): a
+  -- leftover copy of an older generation arriving meanwhile is then still dropped as stale.
+  ttl = ttl + math.max(0, tonumber(ARGV[7] or '0'))
+end
+redis.call('PEXPIRE', job, ttl)
 return 1
