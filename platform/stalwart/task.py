@@ -7,11 +7,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import celery
+from celery import states
 
 from stalwart import options as task_options
 from stalwart.enqueue.keys import render
 from stalwart.errors import ConfigurationError
 from stalwart.job import delivery
+from stalwart.job.callbacks import has_followers, record_sent
 from stalwart.job.retry import RetryCall, countdown_of
 from stalwart.policies.fairness import Weights, fair_header
 from stalwart.policies.flow import Debounce
@@ -51,6 +53,12 @@ class StalwartTask(_TaskBase):
         if self.request.called_directly:
             return self.run(*args, **kwargs)
         return delivery.run(self, runtime_of(self.app), args, kwargs)
+
+    def after_return(self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        """Celery sent a successful job's callbacks and chain (before this): record it, so a
+        later delivery of the done job does not send them again (:mod:`stalwart.job.callbacks`)."""
+        if status == states.SUCCESS and has_followers(self.request) and not self.request.called_directly:
+            record_sent(runtime_of(self.app), self.request, task_id)
 
     @classmethod
     def on_bound(cls, app: celery.Celery) -> None:

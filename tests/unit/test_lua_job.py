@@ -23,7 +23,7 @@ def begin(
     r: redis.Redis, owner: str = "host:1:m1", *, lease_ms: int = 5000, max_deliveries: int = 3,
     deadline: int = 0, gen: int = 0,
 ) -> tuple[str, str]:
-    code, value, _now = script("job_begin")(
+    code, value, _now, *_linked = script("job_begin")(
         r, [JOB], [owner, lease_ms, max_deliveries, deadline, gen, TTL_MS]
     )
     return code.decode(), value.decode()
@@ -92,6 +92,22 @@ def test_done_job_returns_its_result_and_is_not_counted(r: redis.Redis) -> None:
     end(r, "done", result='{"v":42}')
     assert begin(r, "host:2:b") == ("done", '{"v":42}')
     assert job(r)["deliveries"] == "0"
+
+
+def test_a_done_job_remembers_that_its_callbacks_were_sent(r: redis.Redis) -> None:
+    """Red team (issue 10): a duplicate delivery of a done job sent its link callback again."""
+    jobs = JobStore(r, KEYS)
+    assert not jobs.linked("t:task-1")  # not done: nothing recorded
+    begin(r)
+    assert not jobs.begin("t:task-1", owner="host:3:c", lease_ms=5000, max_deliveries=3, deadline_ms=None,
+                          gen=0, ttl_ms=TTL_MS).linked
+    end(r, "done", result='{"v":42}')
+    assert not jobs.begin("t:task-1", owner="host:2:b", lease_ms=5000, max_deliveries=3, deadline_ms=None,
+                          gen=0, ttl_ms=TTL_MS).linked
+    assert jobs.linked("t:task-1")
+    again = jobs.begin("t:task-1", owner="host:2:b", lease_ms=5000, max_deliveries=3, deadline_ms=None,
+                       gen=0, ttl_ms=TTL_MS)
+    assert (again.code, again.value, again.linked) == ("done", '{"v":42}', True)
 
 
 def test_dead_job_is_not_run_again(r: redis.Redis) -> None:

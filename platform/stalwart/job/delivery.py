@@ -20,7 +20,7 @@ from celery.exceptions import Retry as CeleryRetry
 from stalwart.dlq.entry import DeadLetter
 from stalwart.enqueue.translate import current_trace
 from stalwart.errors import CircuitOpen, ConfigurationError, LimitExceeded, StalwartError, StateStoreError
-from stalwart.job import records, successor
+from stalwart.job import callbacks, records, successor
 from stalwart.job.classify import ExplicitRetry, Verdict, classify
 from stalwart.job.commit import Claim, ClaimLost, holding, retry_store
 from stalwart.job.context import JobContext, Outcome
@@ -138,6 +138,8 @@ class Delivery:
                       self.ctx.task_name, self.ctx.task_id, exc)
             raise Reject(f"state store unreachable: {exc}", requeue=True) from exc
         self.ctx.server_now_ms = begun.now_ms
+        if begun.linked:
+            callbacks.skip_sent(self.task.request)
         if begun.code in ("run", "poison", "expired"):
             self.ctx.deliveries = int(begun.value)
         return begun.code, begun.value

@@ -109,6 +109,7 @@ class Begin:
     code: BeginCode
     value: str  # deliveries (run/poison/expired), result JSON (done), wait ms (busy), gen (stale)
     now_ms: int
+    linked: bool = False  # done: its link callbacks and chain were sent already
 
 
 @dataclass(frozen=True)
@@ -143,11 +144,16 @@ class JobStore:
     def begin(self, job: str, *, owner: str, lease_ms: int, max_deliveries: int,
               deadline_ms: int | None, gen: int, ttl_ms: int, task_id: str = "") -> Begin:
         """Start a delivery: deadline, staleness, done/busy/dead checks, delivery count, claim."""
-        code, value, now = script("job_begin")(
+        code, value, now, *linked = script("job_begin")(
             self.client, [self.keys.job(job)],
             [owner, lease_ms, max_deliveries, deadline_ms or 0, gen, ttl_ms, task_id],
         )
-        return Begin(text(code), text(value), int(now))  # type: ignore[arg-type]
+        return Begin(text(code), text(value), int(now), bool(linked) and text(linked[0]) == "1")  # type: ignore[arg-type]
+
+    @guarded
+    def linked(self, job: str) -> bool:
+        """Record that the done job's link callbacks and chain were sent; False when not done."""
+        return bool(script("job_linked")(self.client, [self.keys.job(job)], []))
 
     @guarded
     def end(self, job: str, *, owner: str, outcome: EndOutcome, ttl_ms: int, gen: int,

@@ -2,7 +2,7 @@
 -- KEYS[1] job hash
 -- ARGV: owner (unique per delivery), lease_ms, max_deliveries, deadline_ms (0 = none), gen, ttl_ms,
 --       task id ('' = unknown)
--- Returns {code, value, now}: run|done|busy|poison|expired|dead|stale
+-- Returns {code, value, now[, linked]}: run|done|busy|poison|expired|dead|stale
 local now = clock_ms()
 local job = KEYS[1]
 local owner = ARGV[1]
@@ -15,9 +15,10 @@ local ttl = math.max(tonumber(ARGV[6]), lease_ms * 2)
 
 local task = ARGV[7] or ''
 
-local f = redis.call('HMGET', job, 'state', 'owner', 'lease', 'gen', 'result', 'task')
+local f = redis.call('HMGET', job, 'state', 'owner', 'lease', 'gen', 'result', 'task', 'linked')
 local state = f[1]
-if state == 'done' then return {'done', f[5] or '', now} end
+-- done: the result, and whether its callbacks/chain were sent (job_linked)
+if state == 'done' then return {'done', f[5] or '', now, f[7] or '0'} end
 if state == 'dead' then return {'dead', '', now} end
 if gen < tonumber(f[4] or '0') then return {'stale', f[4] or '0', now} end
 -- One key, one task id: a copy of another task id (a leftover of a dead job whose key a fresh
