@@ -14,6 +14,7 @@ from celery import shared_task
 from stalwart import Retry
 from stalwart.policies.breakers import Breaker
 from stalwart.policies.limits import Concurrency, RateLimit
+from stalwart.store.scripts import PRELUDE, SCRIPTS, Script, script
 from tests.integration.effects import state_redis as _redis
 
 TENANT = Concurrency("tenant:{tenant_id}", 2, lease=2)
@@ -38,6 +39,23 @@ redis.call('RPUSH', KEYS[3], 'end ' .. t[1] .. '.' .. string.format('%06d', t[2]
 """
 
 
+GRANT = "local function grant(new_tat, how)\n"
+GRANT_LOG = "test:grant_log:"  # + the gcra key: "<job key> <Redis ms of the grant>" per grant
+
+
+def _logged(name: str) -> Script:
+    """The shipped rate script, also logging each grant's exact Redis time (test instrumentation:
+    a body reads the clock a few ms after its grant, this measures by how much)."""
+    shipped = script(name)
+    if GRANT not in shipped.source:
+        raise RuntimeError(f"{name}: cannot find where it grants")
+    log = f"  redis.call('RPUSH', '{GRANT_LOG}' .. KEYS[1], ARGV[3] .. ' ' .. string.format('%.3f', now))\n"
+    return Script(name, shipped.numkeys, shipped.source[len(PRELUDE):].replace(GRANT, GRANT + log))
+
+
+SCRIPTS["rate_acquire"] = _logged("rate_acquire")
+
+
 def _server_time(r: redis.Redis) -> float:
     sec, usec = r.time()
     return float(sec) + usec / 1e6
@@ -57,7 +75,7 @@ def tenant_job(tenant_id: Any, sleep: float) -> None:
 def api_call(self: Any, account: str) -> None:
     """Records (Redis clock) when its permit was used, and the retries it had used."""
     r = _redis()
-    r.rpush(f"grants:{account}", _server_time(r))
+    r.rpush(f"grants:{account}", f"t:{self.request.id} {_server_time(r)}")
     r.rpush(f"retries:{account}", self.request.retries or 0)
 
 
