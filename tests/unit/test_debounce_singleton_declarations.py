@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from stalwart import Debounce
 from stalwart.app import Stalwart
 from stalwart.enqueue.debounce import REFUSED, decode_call, encode_call, stored_options
-from stalwart.errors import ConfigurationError
+from stalwart.errors import ConfigurationError, Permanent, PolicyKeyError
+from stalwart.job.context import JobContext
+from stalwart.job.header import Meta
 from stalwart.policies.singleton import SingletonPermit
 from stalwart.settings import Settings
 from stalwart.store.flow import MAX_PLAIN_KEY, key_part
@@ -78,3 +80,15 @@ def test_a_call_round_trips_through_its_stored_form(args: list[Any], kwargs: dic
     text = encode_call(tuple(args), kwargs, {"priority": 3})
     assert decode_call(text) == (args, kwargs, {"priority": 3})
     assert json.loads(text)["args"] == args
+
+
+def test_a_job_whose_singleton_key_cannot_render_is_permanent_not_retried() -> None:
+    """A message from outside (a plain Celery producer) whose arguments miss the key's field:
+    the run slot can never be granted, so the job is dead-lettered at once, not retried."""
+    task = declare(singleton="{doc.account}")
+    ctx = JobContext(task_name=task.name, task_id="t1", queue="celery", args=("no attribute",), kwargs={},
+                     meta=Meta(), attempt=1, hostname="h", job_key="t:t1")
+    with pytest.raises(PolicyKeyError) as caught:
+        task.flow_permits[0].acquire(APP.stalwart, ctx)
+    assert isinstance(caught.value, Permanent)
+    assert "singleton key" in str(caught.value)

@@ -23,7 +23,7 @@ from typing import Any
 
 from stalwart.enqueue.keys import KeySpec, render_key
 from stalwart.enqueue.singleton import store, ttl_ms
-from stalwart.errors import StateStoreError
+from stalwart.errors import ConfigurationError, PolicyKeyError, StateStoreError
 from stalwart.job.context import JobContext, Outcome
 from stalwart.policies.permits import Decision
 from stalwart.runtime import Runtime
@@ -45,7 +45,10 @@ class SingletonPermit:
     def acquire(self, runtime: Runtime, ctx: JobContext) -> Decision:
         task = runtime.task_of(ctx.task_name)  # its run() is the call's signature (bind=True drops self)
         run = task.run if task is not None else self.fun
-        key = render_key(f"singleton key of {ctx.task_name}", self.spec, run, ctx.args, ctx.kwargs)
+        try:
+            key = render_key(f"singleton key of {ctx.task_name}", self.spec, run, ctx.args, ctx.kwargs)
+        except ConfigurationError as exc:  # these arguments never render it: dead-lettered, not retried
+            raise PolicyKeyError(str(exc)) from None
         token = f"{ctx.task_id}:{uuid.uuid4().hex[:12]}"
         lease_ms = int(runtime.settings.lease_seconds * 1000)
         singletons = store(runtime)
