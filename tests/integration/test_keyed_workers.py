@@ -104,6 +104,8 @@ def test_each_key_of_a_rate_template_holds_its_gcra_bound(
         assert set(grants) == set(bodies)  # one grant per job, on its own key's budget
         lag = [bodies[job] - grants[job] for job in bodies]
         assert min(lag) >= 0  # one clock: a body starts after its grant
+        span = max(grants.values()) - min(grants.values())
+        print(f"api:{account}: {len(grants)} grants over {span:.3f} s, body lag max {max(lag) * 1000:.1f} ms")
         # the grants themselves, at the exact Redis time the script granted them: the GCRA bound
         # rate * t + burst + slack holds in every window; the bodies' own clock readings hold it
         # once widened by how late after its grant a body read the clock (measured, not assumed)
