@@ -63,7 +63,7 @@ def publish(client: Any, keys: Keys, list_key: str, payload: str, job: FairJob |
         fair_store.push(raw, keys, list_key, job, payload)
 
 
-def reschedule_target(keys: Keys, list_key: str, envelope: dict[str, Any]) -> tuple[str, str, str]:
-    """(delayed set, registry, member) for a fetched message that is not due yet (its eta)."""
+def reschedule_target(keys: Keys, list_key: str, envelope: dict[str, Any]) -> tuple[str, str, str, str]:
+    """(delayed set, registry, member, registry member) for a fetched message not due yet (its eta)."""
     payload = json.dumps(envelope)
     return delayed_store.target(keys, list_key, payload, fair_of(envelope))

@@ -27,8 +27,9 @@ class Mover(Periodic):
     def tick(self) -> float:
         """Move everything due now; returns how long to sleep before the next tick."""
         sleep = self.interval
-        moves = [(name, self.delayed.move_due) for name in self.delayed.lists()]
-        moves += [(name, self.delayed.move_fair_due) for name in self.delayed.fair_lists()]
+        plain, lanes = self.delayed.registered()
+        moves = [(name, self.delayed.move_due) for name in plain]
+        moves += [(name, self.delayed.move_fair_due) for name in lanes]
         for name, move in moves:
             while True:
                 moved, wait = move(name, BATCH)

@@ -271,10 +271,10 @@ class Channel(RestoringChannel):
             return message, queue if queue in self.active_queues else next(iter(self.active_queues))
         verdict = decode.inspect(found.item, tag=found.tag, queue=queue, now_ms=found.now_ms)
         if verdict.due_ms is not None:
-            delayed_key, registry_key, member = fair_lanes.reschedule_target(
+            delayed_key, registry_key, member, listed = fair_lanes.reschedule_target(
                 self.stalwart.stalwart_keys, found.list_key, verdict.envelope)
             broker_store.reschedule(client, self.stalwart.keys, delayed_key=delayed_key, registry_key=registry_key,
-                                    list_key=found.list_key, tag=found.tag, due_ms=verdict.due_ms, payload=member)
+                                    list_key=listed, tag=found.tag, due_ms=verdict.due_ms, payload=member)
             log.info("a message due at %d (its eta) waits in the delayed set of %s", verdict.due_ms, queue)
             return None
         if verdict.changed:

@@ -215,7 +215,8 @@ def replace(client: Any, keys: BrokerKeys, *, tag: str, record: str) -> bool:
 
 def reschedule(client: Any, keys: BrokerKeys, *, delayed_key: str, registry_key: str, list_key: str,
                tag: str, due_ms: int, payload: str) -> None:
-    """Move a fetched message into ``list_key``'s delayed set, due at ``due_ms`` (Redis clock)."""
+    """Move a fetched message into a delayed set, due at ``due_ms`` (Redis clock); ``list_key`` is its
+    member in the registry (a lane's list is marked, see :mod:`stalwart.store.fair`)."""
     script("delayed_reschedule")(
         unprefixed(client), [delayed_key, registry_key, keys.unacked, keys.index, keys.fetches],
         [due_ms, payload, list_key, tag],

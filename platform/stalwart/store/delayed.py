@@ -14,20 +14,21 @@ from typing import Any
 from stalwart.store import fair
 from stalwart.store.fair import FairJob
 from stalwart.store.keys import Keys
-from stalwart.store.scripts import guarded, script, text
+from stalwart.store.scripts import guarded, script
 
 
-def target(keys: Keys, list_key: str, payload: str, job: FairJob | None) -> tuple[str, str, str]:
-    """(delayed set, registry, member) where ``payload`` bound for ``list_key`` waits."""
+def target(keys: Keys, list_key: str, payload: str, job: FairJob | None) -> tuple[str, str, str, str]:
+    """(delayed set, registry, member, registry member) where ``payload`` bound for ``list_key`` waits."""
     if job is None:
-        return keys.delayed(list_key), keys.registry("delayed"), payload
-    return fair.LaneKeys.of(keys.prefix, list_key).delayed, fair.registry(keys), fair.delayed_member(job, payload)
+        return keys.delayed(list_key), keys.registry("delayed"), payload, list_key
+    return (fair.LaneKeys.of(keys.prefix, list_key).delayed, fair.registry(keys), fair.delayed_member(job, payload),
+            fair.registry_member(list_key))
 
 
 def _schedule_args(keys: Keys, list_key: str, delay_ms: int, payload: str,
                    job: FairJob | None) -> tuple[list[str], list[Any]]:
-    delayed, registry, member = target(keys, list_key, payload, job)
-    return [delayed, registry], [delay_ms, member, list_key]
+    delayed, registry, member, listed = target(keys, list_key, payload, job)
+    return [delayed, registry], [delay_ms, member, listed]
 
 
 def schedule(client: Any, keys: Keys, list_key: str, *, delay_ms: int, payload: str,
@@ -74,6 +75,11 @@ class DelayedStore:
         return fair.move_due(self.client, self.keys, list_key, batch)
 
     @guarded
+    def registered(self) -> tuple[list[str], list[str]]:
+        """The lists with a delayed set and those with a fair lane: one SMEMBERS (a mover's tick)."""
+        return fair.split_registry(self.client.smembers(self.keys.registry("delayed")))
+
+    @guarded
     def fair_lists(self) -> list[str]:
         """Every queue list that has a fair lane (or a fair delayed set)."""
         return fair.lists(self.client, self.keys)
@@ -81,7 +87,7 @@ class DelayedStore:
     @guarded
     def lists(self) -> list[str]:
         """Every queue list that has a delayed set."""
-        return sorted(text(m) for m in self.client.smembers(self.keys.registry("delayed")))
+        return self.registered()[0]
 
     @guarded
     def depth(self) -> dict[str, int]:

@@ -20,8 +20,9 @@ included) that has received a fair job, under one hash tag ``<prefix>:{fair:<lis
   :func:`delayed_member` (the key and weight readable without decoding JSON); the mover moves due
   ones into the lane. Drained by the movers, like the plain delayed sets.
 
-``<prefix>:{registry}:fair`` is the set of lists that have a lane or a fair delayed set (what the
-movers and ``stalwart status`` scan): one name per queue list, never more.
+The delayed sets' registry (``<prefix>:{registry}:delayed``) also names each list that has a lane
+or a fair delayed set, as ``\0fair:<list>`` (what the movers and ``stalwart status`` scan, with
+the one SMEMBERS a mover's tick already makes): one member per queue list, never more.
 
 The first job of an empty lane pushes :data:`WAKE` on the plain list when that list is empty, so
 a consumer idly waiting on it (BLMOVE) wakes at once; the fetch drops the token. Celery's
@@ -37,6 +38,7 @@ from stalwart.store.keys import Keys
 from stalwart.store.scripts import script, text
 
 WAKE = b"stalwart:fair-wake"
+MARK = "\0fair:"  # a lane's list in the delayed sets' registry
 MOVE_BATCH = 1000
 
 
@@ -64,7 +66,19 @@ class LaneKeys:
 
 
 def registry(keys: Keys) -> str:
-    return keys.registry("fair")
+    """The registry lanes share with the delayed sets (their lists marked with :data:`MARK`)."""
+    return keys.registry("delayed")
+
+
+def registry_member(list_key: str) -> str:
+    return MARK + list_key
+
+
+def split_registry(members: Any) -> tuple[list[str], list[str]]:
+    """(lists with a delayed set, lists with a lane) of the registry's members."""
+    names = [text(m) for m in members]
+    return (sorted(n for n in names if not n.startswith(MARK)),
+            sorted(n[len(MARK):] for n in names if n.startswith(MARK)))
 
 
 def delayed_member(job: FairJob, payload: str) -> str:
@@ -104,7 +118,7 @@ def move_due(client: Any, keys: Keys, list_key: str, batch: int = MOVE_BATCH) ->
 
 def lists(client: Any, keys: Keys) -> list[str]:
     """Every queue list that has (or had) a lane."""
-    return sorted(text(m) for m in client.smembers(registry(keys)))
+    return split_registry(client.smembers(registry(keys)))[1]
 
 
 def counts(client: Any, keys: Keys, list_keys: list[str]) -> list[tuple[int, int]]:

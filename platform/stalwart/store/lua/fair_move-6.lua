@@ -2,7 +2,7 @@
 -- atomically: a mover that dies mid-move loses nothing and never publishes twice.
 -- KEYS[1] the lane's delayed zset (members '<weight> <key bytes> <key><payload>', see
 -- stalwart.store.fair.delayed_member); KEYS[2] lane; KEYS[3] tails; KEYS[4] clock; KEYS[5] plain
--- queue list; KEYS[6] registry. ARGV: max messages.
+-- queue list; KEYS[6] the delayed sets' registry. ARGV: max messages.
 -- A member that does not parse goes to the plain list as it is (the fetch quarantines what it
 -- cannot run). Returns {moved, ms until the next one is due (-1 when empty)}
 --- @include fair_lane

@@ -102,9 +102,10 @@ local function advance(lane, tails, clock, v, plain)
     redis.call('DEL', tails, clock)
     return
   end
-  redis.call('HSET', clock, 'v', tostring(v))
-  if plain then redis.call('HSET', clock, 'plain', tostring(plain)) end
-  redis.call('ZREMRANGEBYSCORE', tails, '-inf', tostring(v))
+  local exact = string.format('%.17g', v)  -- tostring keeps 14 digits: v would drift past the tags
+  redis.call('HSET', clock, 'v', exact)
+  if plain then redis.call('HSET', clock, 'plain', string.format('%.17g', plain)) end
+  redis.call('ZREMRANGEBYSCORE', tails, '-inf', exact)
 end
 
 -- The next item of one list and its lane: {item} or {nil, bad lane member}; nil when both are empty.

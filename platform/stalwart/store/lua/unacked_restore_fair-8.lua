@@ -1,7 +1,7 @@
 -- Put an unacked fair message back into its lane (as its key's next job), only if its record is
 -- still the one read (so two workers restoring at once restore it once).
 -- KEYS[1] unacked hash; KEYS[2] unacked index; KEYS[3] fetch counts; KEYS[4] the plain list;
--- KEYS[5] lane; KEYS[6] tails; KEYS[7] clock; KEYS[8] registry.
+-- KEYS[5] lane; KEYS[6] tails; KEYS[7] clock; KEYS[8] the delayed sets' registry.
 -- ARGV: tag, record, item, forget ('1': an orderly requeue by a live consumer, which does not
 -- count towards the crash-loop guard), fair key, weight
 --- @include fair_lane

@@ -6,6 +6,7 @@
 -- one more key of weight 1) and seq.
 local FAIR_WAKE = 'stalwart:fair-wake'  -- pushed on the plain list to wake an idle consumer's BLMOVE
 local FAIR_SEQ_CHARS = 16
+local FAIR_MARK = '\0fair:'  -- a lane's list in the delayed sets' registry: '\0fair:<list>'
 
 -- Queue payload as the next job of key: start = max(v, tail[key]), tail[key] = start + 1/weight.
 -- The first job of an empty lane also wakes a consumer waiting on the (empty) plain list.
@@ -16,7 +17,7 @@ local function fair_push(lane, tails, clock, list, registry, key, weight, payloa
   redis.call('ZADD', tails, start + 1 / weight, key)
   local seq = redis.call('HINCRBY', clock, 'seq', 1)
   redis.call('ZADD', lane, start, string.format('%016x', seq) .. payload)
-  redis.call('SADD', registry, list)
+  redis.call('SADD', registry, FAIR_MARK .. list)
   if was_empty then
     local queued = redis.pcall('LLEN', list)
     if queued == 0 then redis.call('LPUSH', list, FAIR_WAKE) end
