@@ -133,8 +133,6 @@ def test_a_fair_retry_waits_in_its_lanes_delayed_set_and_comes_back_into_the_lan
     assert r.zcard(lane(fair_app).delayed) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="dlq/message.custom_headers drops every stalwart* header, "
-                   "stalwart_fair included, so the replay is queued plainly (a change outside this area)")
 def test_a_replayed_fair_job_reenters_its_lane(
     fair_app: Stalwart, r: redis.Redis, make_worker: Callable[..., WorkerProcess]
 ) -> None:

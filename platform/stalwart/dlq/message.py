@@ -14,6 +14,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from stalwart.job.header import FAIR_HEADER
+
 # Protocol-2 headers Celery itself sets; every other header is a custom one and is kept.
 CELERY_HEADERS = frozenset({
     "lang", "task", "id", "shadow", "eta", "expires", "group", "group_index", "retries", "timelimit",
@@ -21,6 +23,7 @@ CELERY_HEADERS = frozenset({
     "stamped_headers", "stamps", "correlation_id", "reply_to",
 })
 STALWART_PREFIX = "stalwart"  # Stalwart's own headers (its job header, delay, park, malformed marks)
+KEPT_OWN_HEADERS = frozenset({FAIR_HEADER})  # a replay re-enters its fair_by lane
 DROPPED_HEADERS = frozenset({"x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason"})
 
 
@@ -29,7 +32,8 @@ def custom_headers(headers: Mapping[str, Any] | None) -> dict[str, Any]:
     if not isinstance(headers, Mapping):
         return {}
     skip = CELERY_HEADERS | DROPPED_HEADERS
-    return {str(k): v for k, v in headers.items() if k not in skip and not str(k).startswith(STALWART_PREFIX)}
+    return {str(k): v for k, v in headers.items()
+            if k not in skip and (k in KEPT_OWN_HEADERS or not str(k).startswith(STALWART_PREFIX))}
 
 
 def _clean(options: dict[str, Any]) -> dict[str, Any]:

@@ -230,12 +230,13 @@ class OpsServer(ThreadingHTTPServer):
             self._thread.join(timeout=5)
 
 
-def waiting(url: str, timeout: float) -> Ready:
-    """Counts the messages waiting in some queue lists of the broker at ``url``."""
+def waiting(url: str, timeout: float, prefix: str) -> Ready:
+    """Counts the messages waiting in some queue lists of the broker at ``url`` (fair lanes too,
+    under Stalwart's key ``prefix``)."""
     client = client_from_url(url, timeout, retry=Retry(NoBackoff(), 0))
 
     def count(lists: tuple[str, ...]) -> int:
-        return sum(broker_store.list_lengths(client, list(lists)))
+        return sum(broker_store.list_lengths(client, list(lists), prefix))
 
     return count
 
@@ -290,7 +291,7 @@ class OpsStep(bootsteps.StartStopStep):
         timeout = min(settings.redis_timeout_seconds, 2.0)
         self.state.checks = {"broker": ping(settings.broker_url, timeout),
                              "state_store": ping(settings.redis_url, timeout)}
-        self.state.ready = waiting(settings.broker_url, timeout)
+        self.state.ready = waiting(settings.broker_url, timeout, settings.prefix)
 
         def render() -> bytes:
             return metrics.exposition(self.metrics_dir, metrics.StateCollector(runtime, _mover(parent)))
