@@ -280,3 +280,19 @@ def test_queue_depths_and_delayed_counts_include_lanes(r: redis.Redis) -> None:
 def test_a_header_that_is_not_key_and_weight_queues_plainly(header: Any) -> None:
     assert fair_of({"headers": {FAIR_HEADER: header}}) is None
     assert fair_of({"headers": {FAIR_HEADER: ["A", 2]}}) == FairJob("A", 2.0)
+
+
+def test_a_drained_lane_leaves_the_registry_and_comes_back_with_its_next_job(r: redis.Redis) -> None:
+    """Issue 10 red team (growth): queue names that come and go must not pile up in the registry
+    the movers scan on every tick; a lane with nothing queued and nothing delayed leaves it."""
+    member = fair.registry_member(LIST).encode()
+    push(r, "a", 1)
+    assert member in r.smembers(fair.registry(KEYS))
+    fair.move_due(r, KEYS, LIST)  # the job is still queued: the lane stays listed
+    assert member in r.smembers(fair.registry(KEYS))
+    assert take_id(r) == "a/1"
+    fair.move_due(r, KEYS, LIST)
+    assert member not in r.smembers(fair.registry(KEYS))
+    push(r, "a", 2)
+    assert member in r.smembers(fair.registry(KEYS))
+    assert take_id(r) == "a/2"

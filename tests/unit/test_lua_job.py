@@ -353,7 +353,10 @@ def test_mover_tick_drains_every_registered_queue(r: redis.Redis) -> None:
     assert mover.moved == 2501
     assert (r.llen(LIST), r.llen("orders")) == (2500, 1)
     assert sleep <= 0.03  # wakes for the next due job, not after the whole interval
-    assert DelayedStore(r, KEYS).depth() == {LIST: 1, "orders": 0}
+    assert DelayedStore(r, KEYS).depth() == {LIST: 1}  # an emptied delayed set leaves the registry
+    assert r.smembers(KEYS.registry("delayed")) == {LIST.encode()}
+    DelayedStore(r, KEYS).schedule("orders", delay_ms=30_000, payload="o2")  # back with its next job
+    assert r.smembers(KEYS.registry("delayed")) == {LIST.encode(), b"orders"}
 
 
 @pytest.mark.parametrize("interval", [0.02])

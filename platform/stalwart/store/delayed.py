@@ -3,7 +3,9 @@
 They live on the broker Redis beside the queues, under ``<prefix>:{delayed:<list>}`` where
 ``<list>`` is the list's full name (kombu's ``global_keyprefix`` included), plus a registry set of
 the lists that have one (what movers scan). Both are drained by the movers: a delayed set holds
-only jobs not yet due, and the registry one name per queue list. A fair job (``stalwart_fair``)
+only jobs not yet due, and the registry one name per queue list with something delayed (or a
+fair lane with jobs): a move that empties a set takes its name out, and the next schedule puts
+it back, so queue names used once (per-pod queues, say) do not pile up. A fair job (``stalwart_fair``)
 waits in its lane's delayed set instead and comes back into its lane (:mod:`stalwart.store.fair`).
 """
 
@@ -66,7 +68,8 @@ class DelayedStore:
     @guarded
     def move_due(self, list_key: str, batch: int) -> tuple[int, int]:
         """Move due messages of one list; (moved, ms until the next is due or -1)."""
-        moved, wait = script("delayed_move")(self.client, [self.keys.delayed(list_key), list_key], [batch])
+        moved, wait = script("delayed_move")(
+            self.client, [self.keys.delayed(list_key), list_key, self.keys.registry("delayed")], [batch, list_key])
         return int(moved), int(wait)
 
     @guarded

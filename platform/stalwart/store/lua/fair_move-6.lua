@@ -4,7 +4,8 @@
 -- stalwart.store.fair.delayed_member); KEYS[2] lane; KEYS[3] tails; KEYS[4] clock; KEYS[5] plain
 -- queue list; KEYS[6] the delayed sets' registry. ARGV: max messages.
 -- A member that does not parse goes to the plain list as it is (the fetch quarantines what it
--- cannot run). Returns {moved, ms until the next one is due (-1 when empty)}
+-- cannot run). A lane with nothing delayed and nothing queued leaves the registry.
+-- Returns {moved, ms until the next one is due (-1 when empty)}
 --- @include fair_lane
 local now = clock_ms()
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
@@ -20,5 +21,9 @@ for _, member in ipairs(due) do
   redis.call('ZREM', KEYS[1], member)
 end
 local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if #nxt == 0 then return {#due, -1} end
+if #nxt == 0 then
+  -- nothing delayed and nothing queued: the lane leaves the registry (fair_push adds it again)
+  if redis.call('ZCARD', KEYS[2]) == 0 then redis.call('SREM', KEYS[6], FAIR_MARK .. KEYS[5]) end
+  return {#due, -1}
+end
 return {#due, math.max(0, tonumber(nxt[2]) - now)}
