@@ -10,11 +10,18 @@ Stalwart configures no result backend (Celery's ``DisabledBackend``): results fl
 and into ``link`` callbacks as messages, and a job's result is kept on its job hash, but
 ``AsyncResult.get()`` and ``GroupResult.get()`` raise at once, and a ``chord`` is refused at
 enqueue with ``NotImplementedError`` before any of its jobs is published (never a silent hang).
+With a Redis result backend set through Celery's ``CELERY_RESULT_BACKEND``, ``get()`` returns the
+values and a chord calls back once with every result, a retried member and a duplicated one
+included (Celery's Redis backend counts a chord part once per task id).
+
+Duplicates are made as a broker would deliver them: a copy of a queued message under a new
+delivery tag, or the same task id and header generation published again.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -178,6 +185,67 @@ def test_asyncresult_get_fails_at_once_without_a_result_backend(
     assert stored_result(capp, res.id) == 3
 
 
+# -- 3. chord, with a result backend the deployment configures ------------------------------------
+# Stalwart sets none, but leaves Celery's CELERY_RESULT_BACKEND alone: with a Redis backend the
+# canvas's results can be waited for, and a chord runs its callback once with every result.
+
+
+@pytest.fixture
+def backend_env(redis_url: str) -> dict[str, str]:
+    return {**ENV, "CELERY_RESULT_BACKEND": redis_url}
+
+
+@pytest.fixture
+def bapp(worker_env: dict[str, str], redis_url: str) -> Any:
+    application = Stalwart(
+        "tests", settings=Settings.from_env({**worker_env, **ENV}), include=[MODULES], backend=redis_url
+    )
+    application.loader.import_default_modules()
+    return application
+
+
+def chord_of_six(bapp: Any) -> Any:
+    """Five plain members and one that retries once, into cv_collect (tag ``body``)."""
+    step, retrying, collect = (task(bapp, n) for n in ("cv_step", "cv_retry_step", "cv_collect"))
+    header = [step.s(i, tag=f"h{i}") for i in range(5)] + [retrying.s(10, tag="hr")]
+    return chord(header, collect.s(tag="body"))
+
+
+def test_with_a_result_backend_a_chord_calls_back_once_with_every_result(
+    bapp: Any, backend_env: dict[str, str], r: redis.Redis, make_worker: Callable[..., WorkerProcess]
+) -> None:
+    make_worker(env=backend_env, concurrency=2)
+    members = [f"h{i}" for i in range(5)] + ["hr"]
+    res = chord_of_six(bapp).apply_async()
+    assert res.get(timeout=90) == [1, 2, 3, 4, 5, 11]
+    settle(bapp, r, {"body": 1})
+    assert counts(r, "effect", [*members, "body"]) == dict.fromkeys([*members, "body"], 1)
+    assert counts(r, "starts", ["hr", "body"]) == {"hr": 2, "body": 1}
+    assert seen(r, "body") == [[1, 2, 3, 4, 5, 11]]
+    step = task(bapp, "cv_step")
+    assert chain(step.s(1, tag="a"), step.s(tag="b")).apply_async().get(timeout=90) == 3
+    assert group(step.s(i, tag=f"g{i}") for i in range(4)).apply_async().get(timeout=90) == [1, 2, 3, 4]
+
+
+def test_with_a_result_backend_a_duplicate_chord_member_does_not_fire_the_callback_early(
+    bapp: Any, backend_env: dict[str, str], r: redis.Redis, make_worker: Callable[..., WorkerProcess]
+) -> None:
+    """A copy of the first member's message (a new delivery tag) is taken first, so the member is
+    done when its original arrives: that delivery returns the stored result and Celery counts the
+    part again; the callback must still wait for every other member."""
+    chord_of_six(bapp).apply_async()
+    items = r.lrange("celery", 0, -1)
+    first = json.loads(items[-1])  # taken next: kombu takes from the right
+    first["properties"]["delivery_tag"] = str(uuid.uuid4())
+    r.rpush("celery", json.dumps(first))
+    w = make_worker(env=backend_env, concurrency=1)
+    settle(bapp, r, {"body": 1})
+    assert w.log().count(f"[{first['headers']['id']}] succeeded") == 2, "the copy was not delivered"
+    members = [f"h{i}" for i in range(5)] + ["hr"]
+    assert counts(r, "effect", [*members, "body"]) == dict.fromkeys([*members, "body"], 1)
+    assert seen(r, "body") == [[1, 2, 3, 4, 5, 11]]
+
+
 # -- 4. link_error --------------------------------------------------------------------------------
 
 
@@ -245,6 +313,27 @@ def test_a_link_callback_runs_once_even_when_the_done_message_is_delivered_again
     assert counts(r, "starts", ["a", "cb", "cb-imm"]) == {"a": 1, "cb": 1, "cb-imm": 1}
     assert counts(r, "effect", ["a", "cb", "cb-imm"]) == {"a": 1, "cb": 1, "cb-imm": 1}
     assert seen(r, "cb") == [2], "the callback did not get the linked job's result"
+
+
+@pytest.mark.parametrize("pool", list(POOLS))
+def test_a_duplicate_of_a_chain_step_does_not_run_the_rest_of_the_chain_again(
+    pool: str, capp: Any, r: redis.Redis, make_worker: Callable[..., WorkerProcess]
+) -> None:
+    """A copy of the first step's message (a new delivery tag) is taken first; the original then
+    finds the step done."""
+    step = task(capp, "cv_step")
+    res: Any = chain(step.s(1, tag="a"), step.s(tag="b"), step.s(tag="c")).apply_async()
+    first = json.loads(r.lrange("celery", -1, -1)[0])  # taken next: kombu takes from the right
+    first["properties"]["delivery_tag"] = str(uuid.uuid4())
+    r.rpush("celery", json.dumps(first))
+    w = worker(make_worker, pool)
+    settle(capp, r, {"c": 1})
+    wait_until(lambda: w.log().count(f"[{first['headers']['id']}] succeeded") == 2, 60,
+               message="the copy was not delivered")
+    settle(capp, r, {"c": 1})
+    assert counts(r, "starts", "abc") == {"a": 1, "b": 1, "c": 1}
+    assert counts(r, "effect", "abc") == {"a": 1, "b": 1, "c": 1}
+    assert stored_result(capp, res.id) == 4
 
 
 # -- 7. queues and priorities -----------------------------------------------------------------------
