@@ -62,12 +62,30 @@ def test_what_cannot_be_recorded_goes_to_the_quarantine_stream_raw(r: redis.Redi
     assert r.hlen("unacked") == 0
 
 
-def test_a_second_message_with_a_tag_in_flight_is_quarantined(r: redis.Redis) -> None:
-    r.lpush("q", PAYLOAD, PAYLOAD)
+def test_another_message_with_a_tag_in_flight_is_quarantined(r: redis.Redis) -> None:
+    other = PAYLOAD.replace('"a":[]', '"a":[1]')  # same delivery tag, other bytes: a conflict
+    r.lpush("q", PAYLOAD, other)
     assert isinstance(fetch(r, "q"), Taken)
     duplicate = fetch(r, "q")
     assert isinstance(duplicate, Quarantined)
-    assert "already in flight" in duplicate.detail or "in flight" in duplicate.detail
+    assert "in flight" in duplicate.detail
+
+
+def test_a_byte_identical_copy_of_a_message_in_flight_is_dropped(r: redis.Redis) -> None:
+    """Issue 10 red team: a publish retried after its reply was lost queues the same bytes twice;
+    the copy was dead-lettered as malformed. The one in flight is recorded, so the copy is dropped
+    and the fetch goes on to the next message."""
+    nxt = PAYLOAD.replace('"t1"', '"t2"')
+    r.lpush("q", PAYLOAD, *[PAYLOAD] * 3, nxt)
+    first = fetch(r, "q")
+    assert isinstance(first, Taken)
+    assert first.tag == "t1"
+    second = fetch(r, "q")
+    assert isinstance(second, Taken)
+    assert second.tag == "t2"
+    assert fetch(r, "q") is None
+    assert r.xlen(KEYS.quarantine) == 0
+    assert sorted(r.hkeys("unacked")) == [b"t1", b"t2"]
 
 
 def test_a_quarantined_item_left_by_a_dead_worker_is_taken_again(r: redis.Redis) -> None:

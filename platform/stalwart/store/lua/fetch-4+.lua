@@ -13,6 +13,7 @@
 -- A list with a fair lane serves the lane's keys and the plain list (one more key, of weight 1) in
 -- start-time fair order; a lane member or lane key that cannot be read is quarantined or skipped
 -- like a bad list item or key.
+-- A byte-identical copy of a message in flight under the same delivery tag is dropped (see take).
 -- Returns false (nothing to take),
 --   {'run', list, item, tag, fetches, now_ms}: recorded unacked under tag, or
 --   {'quarantine', list, item, reason, detail, entry id, source, now_ms}.
@@ -44,7 +45,12 @@ local function take(list, queue, item)
   if type(tag) ~= 'string' or tag == '' or #tag > 256 then
     return malformed(list, item, 'not a kombu envelope: no delivery_tag string of 1 to 256 characters')
   end
-  if redis.call('HEXISTS', KEYS[1], tag) == 1 then
+  local flying = redis.call('HGET', KEYS[1], tag)
+  if flying then
+    -- The same bytes as the message in flight under this tag (a publish retried after its reply
+    -- was lost): dropped, since the one in flight is recorded and comes back if its worker dies.
+    -- Other bytes under a tag in flight are a conflict and quarantined.
+    if string.sub(flying, 1, #item + 1) == '[' .. item then return {'duplicate'} end
     return malformed(list, item, 'another message with delivery tag ' .. tag .. ' is in flight: a duplicate')
   end
   local fetches = redis.call('HINCRBY', KEYS[3], tag, 1)
@@ -133,10 +139,13 @@ local function next_item(list, lane, tails, clock)
 end
 
 local lists = (#KEYS - 4) / 4
-for i = 1, lists do
+local i, dropped = 1, 0
+while i <= lists do
   local list = KEYS[1 + 4 * i]
   local found = next_item(list, KEYS[2 + 4 * i], KEYS[3 + 4 * i], KEYS[4 + 4 * i])
-  if found then
+  if not found then
+    i = i + 1
+  else
     if found[1] == nil then
       return malformed(list, found[2], 'not a fair lane member: no ' .. FAIR_SEQ_CHARS ..
         '-hex-digit sequence before the payload')
@@ -148,7 +157,9 @@ for i = 1, lists do
     cjson.decode_max_depth(1000)
     cjson.decode_invalid_numbers(true)
     if not ok then error(res) end
-    return res
+    if res[1] ~= 'duplicate' then return res end
+    dropped = dropped + 1
+    if dropped >= 100 then return false end  -- a flood of copies: the next fetch goes on
   end
 end
 return false
