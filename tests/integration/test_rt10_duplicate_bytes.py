@@ -44,7 +44,8 @@ def test_a_byte_identical_copy_of_a_running_message_is_not_dead_lettered(
     wait_until(lambda: r.get("starts:dup") == b"1", 30, message="job never started")
     (record,) = r.hvals("unacked")
     tail = b',"",' + json.dumps("celery").encode() + b"]"
-    assert record.startswith(b"[") and record.endswith(tail)
+    assert record.startswith(b"[")
+    assert record.endswith(tail)
     r.lpush("celery", record[1:-len(tail)])  # the same bytes again: a retried LPUSH
     wait_until(lambda: job_states(capp, SLOW_ONCE, ["dup"])["dup"] == "done" and r.llen("celery") == 0
                and r.hlen("unacked") == 0 and r.zcard(capp.stalwart.keys.delayed("celery")) == 0,
