@@ -246,6 +246,22 @@ def test_with_a_result_backend_a_duplicate_chord_member_does_not_fire_the_callba
     assert seen(r, "body") == [[1, 2, 3, 4, 5, 11]]
 
 
+@pytest.mark.filterwarnings("ignore:task_allow_error_cb_on_chord_header")  # Celery's note on chord errbacks
+def test_with_a_result_backend_a_chord_whose_member_fails_permanently_runs_its_errback_once(
+    bapp: Any, backend_env: dict[str, str], r: redis.Redis, make_worker: Callable[..., WorkerProcess]
+) -> None:
+    make_worker(env=backend_env, concurrency=1)
+    step, collect, mark = (task(bapp, n) for n in ("cv_step", "cv_collect", "cv_mark"))
+    header = [step.s(0, tag="h0"), task(bapp, "cv_permanent").s("p"), step.s(2, tag="h2")]
+    flow = chord(header, collect.s(tag="body"))
+    flow.link_error(mark.si("err"))
+    flow.apply_async()
+    settle(bapp, r, {"err": 1, "h0": 1, "h2": 1})
+    assert counts(r, "starts", ["h0", "p", "h2", "body", "err"]) == {"h0": 1, "p": 1, "h2": 1, "body": 0, "err": 1}
+    assert counts(r, "effect", ["body", "err"]) == {"body": 0, "err": 1}
+    assert [(name, reason) for name, _, reason in dead_letters(bapp)] == [(T + "cv_permanent", "permanent")]
+
+
 # -- 4. link_error --------------------------------------------------------------------------------
 
 
@@ -364,15 +380,16 @@ def test_a_chain_across_two_queues_with_priorities_runs_each_step_once_on_its_qu
 # -- 8. a worker killed in the middle of a chain step -------------------------------------------------
 
 
+@pytest.mark.parametrize("pool", list(POOLS))
 def test_a_chain_whose_worker_is_killed_mid_step_completes_with_each_effect_once(
-    capp: Any, r: redis.Redis, make_worker: Callable[..., WorkerProcess]
+    pool: str, capp: Any, r: redis.Redis, make_worker: Callable[..., WorkerProcess]
 ) -> None:
-    victim = worker(make_worker, "prefork")
+    victim = worker(make_worker, pool)
     step = task(capp, "cv_step")
     res = chain(step.s(1, tag="a"), step.s(tag="b", sleep=120), step.s(tag="c")).apply_async()
     wait_until(lambda: r.get("sleeping:b"), 60, message="step b never started")
     victim.kill()
-    worker(make_worker, "prefork")
+    worker(make_worker, pool)
     settle(capp, r, {"c": 1}, timeout=120)
     assert counts(r, "starts", "abc") == {"a": 1, "b": 2, "c": 1}, "step b should have started again"
     assert counts(r, "effect", "abc") == {"a": 1, "b": 1, "c": 1}
