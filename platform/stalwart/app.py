@@ -15,6 +15,7 @@ from stalwart.enqueue.bulk import JobSpec, enqueue_many
 from stalwart.errors import ConfigurationError
 from stalwart.hooks import Hook, Hooks
 from stalwart.job.header import FAIR_HEADER
+from stalwart.policies.singleton import DeadWaiting
 from stalwart.runtime import Runtime
 from stalwart.settings import Settings
 from stalwart.store.enqueue import scoped as scoped_key
@@ -55,6 +56,7 @@ class Stalwart(celery.Celery):
         # metrics) when a worker starts, never when an app or the CLI builds a Stalwart().
         register_steps(self)
         self.task(name=debounce.TRIGGER_TASK, bind=True, ignore_result=True, shared=False)(_fire_debounce)
+        self.stalwart.hooks.add(DeadWaiting(self.stalwart))  # a dead-lettered singleton job stops waiting
 
     def _registered(self, name: str) -> Any:
         """The task registered under ``name`` here, or None (the registry is read when asked)."""
@@ -206,10 +208,11 @@ def _no_key_with_debounce(resolved: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def _fire_debounce(self: Any, task_name: str, key: str, burst_id: str) -> str:
-    """The trigger of a debounced burst (see stalwart.enqueue.debounce): run it when due."""
+def _fire_debounce(self: Any, task_name: str, key: str, burst_id: str, last: Any = None) -> str:
+    """The trigger of a debounced burst (see stalwart.enqueue.debounce): run it when due.
+    ``last``: the burst's call as last known when the trigger was sent (absent in older triggers)."""
     queue = (self.request.delivery_info or {}).get("routing_key")
-    return debounce.fire(self.app, task_name, key, burst_id, queue)
+    return debounce.fire(self.app, task_name, key, burst_id, queue, last if isinstance(last, dict) else None)
 
 
 def create_app(main: str = "stalwart", **kwargs: Any) -> Stalwart:

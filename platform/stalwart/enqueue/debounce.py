@@ -12,25 +12,33 @@ the burst's id with the latest call, or sends itself again for the new due time.
 Crash safety: a trigger killed after closing its burst is delivered again and publishes again
 (the call waits in the closed hash until published; the envelope runs one task id once). A
 trigger lost before publishing (its enqueuer died) is replaced by the next enqueue of the key
-that finds the burst ``REARM_SECONDS`` past due.
+that finds the burst ``REARM_SECONDS`` past due. Every trigger carries the burst's call as last
+known when it was sent (the opening enqueue's, or the latest one's when it waits again): a burst
+the state store lost (a restart without persistence) runs with that call when its trigger fires,
+so a restart loses the calls made since, never the whole burst.
+
+Deadlines: ``deadline``/``expires`` are stored as ms from the enqueue, which the enqueue script
+makes absolute on the Redis clock; the burst's job is published with what is left of it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
 import time
 from typing import Any
 
 import celery
 
-from stalwart.enqueue.keys import render_key
+from stalwart.enqueue.flow_keys import render_flow_key
 from stalwart.enqueue.translate import current_trace
 from stalwart.errors import ConfigurationError
 from stalwart.runtime import Runtime, runtime_of
 from stalwart.store.flow import DebounceStore
 
+log = logging.getLogger("stalwart.enqueue.debounce")
 TRIGGER_TASK = "stalwart.debounce"
 REARM_SECONDS = 30.0  # a burst this long past due without its trigger looking gets a new trigger
 RETAIN_SECONDS = 86400.0  # a burst's record outlives its longest wait by this much
@@ -53,12 +61,18 @@ def ttl_ms(task: Any) -> int:
 
 def rendered_key(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     """The debounce key of one call; ConfigurationError when the arguments cannot render it."""
-    return render_key(f"debounce key of {task.name}", task.debounce.key, task.run, args, kwargs)
+    return render_flow_key(f"debounce key of {task.name}", task.debounce.key, task.run, args, kwargs)
 
 
-def stored_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The call's Celery options as JSON: refused ones raise, deadlines become absolute."""
+def stored_options(options: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
+    """The call's Celery options as JSON (refused ones raise), and its deadline in ms from now.
+
+    ``deadline``/``expires`` leave the options: the enqueue script makes the deadline absolute on
+    the Redis clock (a datetime is first measured against this process's clock, as a plain
+    enqueue's is), so a producer's skewed clock never decides when the job expires.
+    """
     out: dict[str, Any] = {}
+    deadline: float | None = None
     for name, value in options.items():
         if value is None or name in _CALLER_ONLY:
             continue
@@ -66,17 +80,17 @@ def stored_options(options: dict[str, Any]) -> dict[str, Any]:
             raise ConfigurationError(f"a debounced task takes no {name}= ({REFUSED[name]})")
         if name in ("deadline", "expires"):
             if isinstance(value, dt.datetime):
-                at = (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)).timestamp()
+                left = (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)).timestamp() - time.time()
             elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                at = time.time() + float(value)
+                left = float(value)
             else:
                 raise ConfigurationError(f"{name} must be seconds (a number) or a datetime, got {value!r}")
-            out["deadline_at"] = min(at, out.get("deadline_at", at))
+            deadline = left if deadline is None else min(deadline, left)
             continue
         out[name] = getattr(value, "name", value) if name == "queue" else value
     if "trace_id" not in out and current_trace.get() is not None:
         out["trace_id"] = current_trace.get()
-    return out
+    return out, None if deadline is None else math.floor(deadline * 1000)
 
 
 def encode_call(args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]) -> str:
@@ -86,13 +100,17 @@ def encode_call(args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str
         raise ConfigurationError(f"a debounced call's arguments and options must be JSON: {exc}") from None
 
 
-def decode_call(text: str) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
-    """A stored call as ``send_task`` arguments (an absolute deadline as a datetime)."""
+def decode_call(text: str, deadline_ms: int | None, now_ms: int) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+    """A stored call as ``send_task`` arguments. Its deadline (epoch ms on the Redis clock, read
+    at ``now_ms`` on that clock) becomes seconds from now, the form a fresh enqueue takes: the
+    transport moves the job's header onto the Redis clock once, as for any enqueue."""
     call = json.loads(text)
     options = dict(call.get("options") or {})
-    at = options.pop("deadline_at", None)
+    at = options.pop("deadline_at", None)  # a call stored before deadlines moved to the Redis clock
     if isinstance(at, (int, float)):
         options["deadline"] = dt.datetime.fromtimestamp(at, tz=dt.timezone.utc)
+    if deadline_ms is not None:
+        options["deadline"] = (deadline_ms - now_ms) / 1000
     return list(call.get("args") or []), dict(call.get("kwargs") or {}), options
 
 
@@ -106,29 +124,42 @@ def trigger_queue(app: celery.Celery, name: str, args: tuple[Any, ...], kwargs: 
     return str(getattr(queue, "name", queue)) if queue is not None else None
 
 
+def carried(call: str, deadline_ms: int | None) -> dict[str, Any]:
+    """What a trigger carries: the burst's call as last known, run if the state store lost it."""
+    return {"call": call, "deadline": deadline_ms}
+
+
 def send(app: celery.Celery, task: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
          options: dict[str, Any]) -> str:
     """Enqueue one call of a debounced task; the task id of the job that will run it."""
     if task.idempotency_key is not None:
         raise ConfigurationError(f"{task.name}: a debounced task takes no idempotency_key")
     key = rendered_key(task, args, kwargs)
-    call = encode_call(args, kwargs, stored_options(options))
+    stored, deadline_in_ms = stored_options(options)
+    call = encode_call(args, kwargs, stored)
     debounce = task.debounce
     runtime = runtime_of(app)
     joined = store(runtime).enqueue(
         task.name, key, new_id=celery.uuid(), wait_ms=math.ceil(debounce.wait * 1000),
         max_wait_ms=math.ceil(debounce.max_wait * 1000) if debounce.max_wait is not None else 0,
-        call=call, ttl_ms=ttl_ms(task), rearm_ms=int(REARM_SECONDS * 1000),
+        call=call, ttl_ms=ttl_ms(task), rearm_ms=int(REARM_SECONDS * 1000), deadline_in_ms=deadline_in_ms,
     )
     if joined.new or joined.rearm:
-        app.send_task(TRIGGER_TASK, args=[task.name, key, joined.burst_id],
+        app.send_task(TRIGGER_TASK, args=[task.name, key, joined.burst_id, carried(call, joined.deadline_ms)],
                       countdown=max(joined.due_ms, 1) / 1000,
                       queue=trigger_queue(app, task.name, args, kwargs, options))
     return joined.burst_id
 
 
-def fire(app: celery.Celery, task_name: str, key: str, burst_id: str, queue: str | None) -> str:
-    """The trigger's body: publish the burst's job when it is due, else wait again."""
+def fire(app: celery.Celery, task_name: str, key: str, burst_id: str, queue: str | None,
+         last: dict[str, Any] | None = None) -> str:
+    """The trigger's body: publish the burst's job when it is due, else wait again.
+
+    ``last`` is the call the trigger carries (the latest known when it was sent): a burst the
+    state store has no trace of (lost with a restart, say) runs with it under the burst's id. A
+    burst whose job was published already is harmless to publish again: the envelope runs one
+    task id once.
+    """
     task = app.tasks.get(task_name)
     if task is None or getattr(task, "debounce", None) is None:
         raise ConfigurationError(f"{task_name} is not a debounced task here; its burst {burst_id} cannot run")
@@ -136,10 +167,22 @@ def fire(app: celery.Celery, task_name: str, key: str, burst_id: str, queue: str
     verdict = store(runtime).fire(task_name, key, burst_id, ttl_ms=ttl_ms(task),
                                   rearm_ms=int(REARM_SECONDS * 1000))
     if verdict.action == "wait":
-        app.send_task(TRIGGER_TASK, args=[task_name, key, burst_id], countdown=max(verdict.wait_ms, 1) / 1000,
-                      queue=queue)
+        app.send_task(TRIGGER_TASK, args=[task_name, key, burst_id, carried(verdict.call, verdict.deadline_ms)],
+                      countdown=max(verdict.wait_ms, 1) / 1000, queue=queue)
     elif verdict.action == "run":
-        args, kwargs, options = decode_call(verdict.call)
-        app.send_task(task_name, args, kwargs, task_id=burst_id, stalwart_debounced=True, **options)
-        store(runtime).done(task_name, key, burst_id)
+        publish(app, task_name, burst_id, verdict.call, verdict.deadline_ms, verdict.now_ms)
+        store(runtime).done(task_name, key, burst_id, ttl_ms=ttl_ms(task))
+    elif verdict.action == "gone" and isinstance(last, dict) and isinstance(last.get("call"), str):
+        deadline = last.get("deadline")
+        log.warning("debounce %s[%s]: burst %s not in the state store (lost?): running the call its "
+                    "trigger carried", task_name, key, burst_id)
+        publish(app, task_name, burst_id, last["call"], deadline if isinstance(deadline, int) else None,
+                verdict.now_ms)
     return verdict.action
+
+
+def publish(app: celery.Celery, task_name: str, burst_id: str, call: str, deadline_ms: int | None,
+            now_ms: int) -> None:
+    """Publish a closed burst's job: its call under the burst's task id."""
+    args, kwargs, options = decode_call(call, deadline_ms, now_ms)
+    app.send_task(task_name, args, kwargs, task_id=burst_id, stalwart_debounced=True, **options)

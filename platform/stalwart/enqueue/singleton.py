@@ -17,7 +17,7 @@ from typing import Any
 
 import celery
 
-from stalwart.enqueue.keys import render_key
+from stalwart.enqueue.flow_keys import render_flow_key
 from stalwart.runtime import Runtime, runtime_of
 from stalwart.store.flow import SingletonStore
 
@@ -37,7 +37,7 @@ def ttl_ms(runtime: Runtime) -> int:
 
 def rendered_key(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     """The singleton key of one call; ConfigurationError when the arguments cannot render it."""
-    return render_key(f"singleton key of {task.name}", task.singleton, task.run, args, kwargs)
+    return render_flow_key(f"singleton key of {task.name}", task.singleton, task.run, args, kwargs)
 
 
 def send(app: celery.Celery, task: Any, args: tuple[Any, ...], kwargs: dict[str, Any],

@@ -8,6 +8,10 @@ average run time so far; a quarter of the holder's run once it is past that), ne
 holder's lease nor over ``MAX_RETRY_SECONDS``; only a key's waiting job is normally denied, so
 the churn is one job per key, a few times per run. The state store unreachable: denied for a
 second (one at a time is never given up).
+
+A dead-lettered job (any reason) that is its key's waiting job stops being it (:class:`DeadWaiting`,
+a hook every Stalwart app registers), so a later enqueue makes a new job instead of merging into
+one that will never run.
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from stalwart.enqueue.keys import KeySpec, render_key
+from stalwart.enqueue.flow_keys import render_flow_key
+from stalwart.enqueue.keys import KeySpec
 from stalwart.enqueue.singleton import store, ttl_ms
 from stalwart.errors import ConfigurationError, PolicyKeyError, StateStoreError
+from stalwart.hooks import Hook
 from stalwart.job.context import JobContext, Outcome
 from stalwart.policies.permits import Decision
 from stalwart.runtime import Runtime
@@ -46,7 +52,7 @@ class SingletonPermit:
         task = runtime.task_of(ctx.task_name)  # its run() is the call's signature (bind=True drops self)
         run = task.run if task is not None else self.fun
         try:
-            key = render_key(f"singleton key of {ctx.task_name}", self.spec, run, ctx.args, ctx.kwargs)
+            key = render_flow_key(f"singleton key of {ctx.task_name}", self.spec, run, ctx.args, ctx.kwargs)
         except ConfigurationError as exc:  # these arguments never render it: dead-lettered, not retried
             raise PolicyKeyError(str(exc)) from None
         token = f"{ctx.task_id}:{uuid.uuid4().hex[:12]}"
@@ -70,6 +76,37 @@ class SingletonPermit:
         held = RENEWER.remove(decision.token)
         if held is not None:
             held.store.release(held.task, held.key, decision.token)
+
+    def dead(self, runtime: Runtime, ctx: JobContext) -> None:
+        """The job was dead-lettered: if it is its key's waiting job it stops being it (a later
+        enqueue then makes a new job instead of merging into one that never runs)."""
+        task = runtime.task_of(ctx.task_name)
+        try:
+            key = render_flow_key(f"singleton key of {ctx.task_name}", self.spec,
+                                  task.run if task is not None else self.fun, ctx.args, ctx.kwargs)
+        except ConfigurationError:
+            return  # a key its arguments never render was never a key's waiting job
+        try:
+            store(runtime).forget(ctx.task_name, key, ctx.task_id, ttl_ms=ttl_ms(runtime))
+        except StateStoreError as exc:  # it is then replaced once not seen for STALE_SECONDS
+            log.warning("singleton %s[%s]: could not clear the dead-lettered waiting job %s: %s",
+                        ctx.task_name, key, ctx.task_id, exc)
+
+
+class DeadWaiting(Hook):
+    """Tells a dead-lettered singleton job's permit (every dead reason goes through ``after_job``
+    with a ``dead`` outcome, in the process that dead-lettered it)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def after_job(self, ctx: JobContext, outcome: Outcome) -> None:
+        if outcome.kind != "dead":
+            return
+        task = self.runtime.task_of(ctx.task_name)
+        for permit in getattr(task, "flow_permits", ()):
+            if isinstance(permit, SingletonPermit):
+                permit.dead(self.runtime, ctx)
 
 
 @dataclass
