@@ -67,9 +67,9 @@ def test_a_stale_trigger_of_a_burst_that_ran_does_not_run_it_again(
     wait_until(lambda: len(runs(r, "stale")) == 1, 20, 0.1, message="the first burst did not run")
     last = flow_app.send_task(f"{JOBS}.bounce", args=["stale", 2]).id
     wait_until(lambda: len(runs(r, "stale")) == 2, 20, 0.1, message="the second burst did not run")
-    # Late copies of both triggers (a redelivery, a re-armed one), each carrying its burst's call.
-    # The last burst's is known as published: nothing is sent. The older one's finds no trace of
-    # its burst and publishes its call again under its id: the envelope sees that job done.
+    # Late copies of both triggers (a redelivery, a re-armed one), each carrying its burst's call:
+    # each finds no trace of its burst and publishes its call again under the burst's id (a
+    # duplicate, like after a state-store loss): the envelope finds that job done and skips it.
     for burst, n in ((last, 2), (older, 1)):
         call = debounce.encode_call(("stale", n), {}, {})
         flow_app.send_task(debounce.TRIGGER_TASK, args=[f"{JOBS}.bounce", "stale", burst,
@@ -78,8 +78,7 @@ def test_a_stale_trigger_of_a_burst_that_ran_does_not_run_it_again(
                and not any(r.zcard(k) for k in r.scan_iter("stalwart:{delayed:*") if r.type(k) == b"zset"),
                20, 0.1, message="the stale triggers were not consumed")
     log = worker.log()
-    assert log.count(f"burst {last} not in the state store") == 0
-    assert log.count(f"burst {older} not in the state store") == 1
-    assert log.count(f"bounce[{older}] received") == 2  # published again, delivered, not run again
-    assert log.count(f"bounce[{last}] received") == 1
+    for burst in (older, last):
+        assert log.count(f"burst {burst} not in the state store") == 1
+        assert log.count(f"bounce[{burst}] received") == 2  # published again, delivered, not run again
     assert [(x["id"], x["n"]) for x in runs(r, "stale")] == [(older, 1), (last, 2)]

@@ -100,7 +100,8 @@ def encode_call(args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str
         raise ConfigurationError(f"a debounced call's arguments and options must be JSON: {exc}") from None
 
 
-def decode_call(text: str, deadline_ms: int | None, now_ms: int) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+def decode_call(text: str, deadline_ms: int | None = None,
+                now_ms: int = 0) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
     """A stored call as ``send_task`` arguments. Its deadline (epoch ms on the Redis clock, read
     at ``now_ms`` on that clock) becomes seconds from now, the form a fresh enqueue takes: the
     transport moves the job's header onto the Redis clock once, as for any enqueue."""
@@ -134,9 +135,9 @@ def send(app: celery.Celery, task: Any, args: tuple[Any, ...], kwargs: dict[str,
     """Enqueue one call of a debounced task; the task id of the job that will run it."""
     if task.idempotency_key is not None:
         raise ConfigurationError(f"{task.name}: a debounced task takes no idempotency_key")
-    key = rendered_key(task, args, kwargs)
     stored, deadline_in_ms = stored_options(options)
-    call = encode_call(args, kwargs, stored)
+    call = encode_call(args, kwargs, stored)  # not JSON: refused before the key is even looked at
+    key = rendered_key(task, args, kwargs)
     debounce = task.debounce
     runtime = runtime_of(app)
     joined = store(runtime).enqueue(
@@ -171,7 +172,7 @@ def fire(app: celery.Celery, task_name: str, key: str, burst_id: str, queue: str
                       countdown=max(verdict.wait_ms, 1) / 1000, queue=queue)
     elif verdict.action == "run":
         publish(app, task_name, burst_id, verdict.call, verdict.deadline_ms, verdict.now_ms)
-        store(runtime).done(task_name, key, burst_id, ttl_ms=ttl_ms(task))
+        store(runtime).done(task_name, key, burst_id)
     elif verdict.action == "gone" and isinstance(last, dict) and isinstance(last.get("call"), str):
         deadline = last.get("deadline")
         log.warning("debounce %s[%s]: burst %s not in the state store (lost?): running the call its "

@@ -5,8 +5,7 @@
   burst id → call, ``<burst id>:deadline`` → its deadline) holds a closed burst's call until its
   job is published. TTL ``ttl_ms`` (the burst's longest wait plus the idempotency retention), set
   on the burst hash at every enqueue and on the closed hash at every close; one burst and a handful of
-  closed calls per key, and a published call is removed at once (its id stays as the key's
-  ``last`` published burst: one field).
+  closed calls per key, and a published call is removed at once.
 * ``<prefix>:{singleton:<task>:<key>}`` (hash: waiting task id, its state and when it was last
   seen; the run slot's holder token and lease expiry). TTL refreshed on every write; at most one
   waiting id and one holder per key.
@@ -25,7 +24,6 @@ from stalwart.store.keys import Keys, utf8_text
 from stalwart.store.scripts import as_int, guarded, script, text
 
 MAX_PLAIN_KEY = 200
-DONE_TTL_MS = 86_400_000  # a closed hash re-made by ``done`` after a loss lives this long
 
 
 def key_part(task: str, key: str) -> str:
@@ -50,10 +48,10 @@ class Joined:
 @dataclass(frozen=True)
 class Fired:
     """A trigger's verdict: run the call, wait ``wait_ms`` more (the burst's latest call comes
-    along), nothing (``published``: the key's last burst, its job is out), or no trace of the
-    burst (``gone``). ``now_ms`` is the Redis clock when the script ran."""
+    along), or no trace of the burst (``gone``: its job was published, or the store lost it).
+    ``now_ms`` is the Redis clock when the script ran."""
 
-    action: Literal["run", "wait", "published", "gone"]
+    action: Literal["run", "wait", "gone"]
     call: str = ""
     wait_ms: int = 0
     deadline_ms: int | None = None  # the call's deadline, epoch ms on the Redis clock
@@ -95,15 +93,15 @@ class DebounceStore:
         action, call, wait, deadline, now = script("debounce_fire")(
             self.client, [self.burst_key(task, key), self.closed_key(task, key)], [burst_id, ttl_ms, rearm_ms])
         verdict = text(action)
-        if verdict not in ("run", "wait", "published", "gone"):
+        if verdict not in ("run", "wait", "gone"):
             raise ValueError(f"debounce_fire answered {verdict!r}")
         return Fired(verdict, call=text(call), wait_ms=as_int(wait),  # type: ignore[arg-type] # checked above
                      deadline_ms=_ms_or_none(deadline), now_ms=as_int(now))
 
     @guarded
-    def done(self, task: str, key: str, burst_id: str, *, ttl_ms: int = DONE_TTL_MS) -> bool:
-        """The closed burst's job is published: forget its call, remember it as the key's last."""
-        return bool(script("debounce_done")(self.client, [self.closed_key(task, key)], [burst_id, ttl_ms]))
+    def done(self, task: str, key: str, burst_id: str) -> bool:
+        """The closed burst's job is published: forget its call."""
+        return bool(script("debounce_done")(self.client, [self.closed_key(task, key)], [burst_id]))
 
 
 ClaimCode = Literal["merged", "pending", "claimed"]

@@ -5,17 +5,13 @@
 -- ARGV: burst id, ttl_ms, rearm_ms
 -- Returns {action, call, ms to wait, deadline (epoch ms on this clock, or ''), now}: action 'run'
 -- (publish the call), 'wait' (the burst's latest call comes along: the trigger sent again carries
--- it), 'published' (the key's last closed burst: its job is published) or 'gone' (no trace of it:
--- an older burst whose job was published, or one the store lost).
+-- it) or 'gone' (no trace of it here: a burst whose job was published, or one the store lost).
 local now = clock_ms()
 local closed = redis.call('HGET', KEYS[2], ARGV[1])
 if closed then
   return {'run', closed, 0, redis.call('HGET', KEYS[2], ARGV[1] .. ':deadline') or '', now}
 end
-if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then
-  if redis.call('HGET', KEYS[2], 'last') == ARGV[1] then return {'published', '', 0, '', now} end
-  return {'gone', '', 0, '', now}
-end
+if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return {'gone', '', 0, '', now} end
 local due = tonumber(redis.call('HGET', KEYS[1], 'due'))
 local call = redis.call('HGET', KEYS[1], 'call')
 local deadline = redis.call('HGET', KEYS[1], 'deadline') or ''
