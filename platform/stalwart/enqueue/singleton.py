@@ -5,8 +5,13 @@ script reserves the key's wait for a fresh task id, or answers with the waiting 
 the caller gets back without anything being published. The reserving enqueuer publishes, then
 marks the wait ``queued``; until then other enqueuers of the key ask again (a few ms) instead of
 merging into a job that might never be published. A reservation whose enqueuer died is taken
-over after ``PENDING_SECONDS``; a queued waiting job not seen for ``STALE_SECONDS`` (dead-lettered,
-or its record lost) is replaced: at worst one extra waiting job, never a merge into nothing.
+over after ``PENDING_SECONDS``. A dead-lettered waiting job stops waiting as it is dead-lettered
+(:class:`stalwart.policies.singleton.DeadWaiting`); ``STALE_SECONDS`` is the backstop for what
+that misses (its message purged, its worker killed between the dead letter and that step): a
+queued waiting job not seen that long is replaced, at worst one extra waiting job. It is not
+shorter because a waiting job stuck behind a backlog is only seen when it is delivered, and each
+replacement is one more job; not longer, because until then enqueues merge into a job that may
+never run.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from stalwart.runtime import Runtime, runtime_of
 from stalwart.store.flow import SingletonStore
 
 PENDING_SECONDS = 5.0  # a reservation not settled this long is taken over (its enqueuer died)
-STALE_SECONDS = 600.0  # a waiting job not seen this long is replaced by the next enqueue
+STALE_SECONDS = 600.0  # a waiting job not seen this long is replaced by the next enqueue (a backstop)
 ASK_AGAIN_SECONDS = 0.005
 
 
