@@ -21,7 +21,7 @@ from stalwart import Debounce
 from stalwart.app import Stalwart
 from stalwart.enqueue.keys import render_key, template_fields
 from stalwart.errors import ConfigurationError
-from stalwart.policies.fairness import MAX_KEY_CHARS, MAX_WEIGHT, fair_key, weight_of
+from stalwart.policies.fairness import MAX_KEY_CHARS, MAX_WEIGHT, MIN_WEIGHT, fair_key, weight_of
 from stalwart.settings import Settings
 
 APP = Stalwart("flow-decl", settings=Settings.from_env({"STALWART_REDIS_URL": "redis://127.0.0.1:1/0"}))
@@ -92,7 +92,7 @@ def test_fair_weights_need_fair_by() -> None:
 @FAST
 @given(weight=st.floats(allow_nan=True, allow_infinity=True) | st.integers() | st.booleans() | st.text(max_size=3))
 def test_fair_weights_are_finite_positive_numbers(weight: Any) -> None:
-    valid = (not isinstance(weight, (bool, str)) and math.isfinite(weight) and 0 < weight <= MAX_WEIGHT)
+    valid = (not isinstance(weight, (bool, str)) and math.isfinite(weight) and MIN_WEIGHT <= weight <= MAX_WEIGHT)
     if valid:
         assert declare(fair_by="{tenant_id}", fair_weights={"a": weight}).fair_weights == {"a": float(weight)}
     else:

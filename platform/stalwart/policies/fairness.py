@@ -20,15 +20,21 @@ from stalwart.store.fair import FairJob
 
 MAX_KEY_CHARS = 200  # a rendered fair_by key longer than this is refused at enqueue
 MAX_WEIGHT = 1000.0
+MIN_WEIGHT = 0.001  # below this, 1/weight swamps the lane's clock (a key would never yield its turn)
 Weights = Mapping[str, float] | Callable[[str], float]
 
 
 def check_weight(what: str, weight: object) -> float:
-    """A weight: a finite number in (0, MAX_WEIGHT]."""
-    if (isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight)
-            or not 0 < weight <= MAX_WEIGHT):
-        raise ConfigurationError(f"{what} must be a number > 0 and <= {MAX_WEIGHT:g}, got {weight!r}")
-    return float(weight)
+    """A weight: a finite number in [MIN_WEIGHT, MAX_WEIGHT]."""
+    try:
+        valid = (not isinstance(weight, bool) and isinstance(weight, (int, float))
+                 and math.isfinite(weight) and MIN_WEIGHT <= weight <= MAX_WEIGHT)
+    except OverflowError:  # an int too large for a float
+        valid = False
+    if not valid:
+        raise ConfigurationError(
+            f"{what} must be a number between {MIN_WEIGHT:g} and {MAX_WEIGHT:g}, got {weight!r:.80}")
+    return float(weight)  # type: ignore[arg-type] # checked above
 
 
 def fair_key(task_name: str, spec: KeySpec, fun: Callable[..., Any], args: tuple[Any, ...],

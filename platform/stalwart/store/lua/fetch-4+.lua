@@ -99,7 +99,7 @@ local function lane_head(lane, tails, clock)
   local state = redis.pcall('HMGET', clock, 'v', 'plain')
   local size = redis.pcall('ZCARD', tails)
   if type(state) ~= 'table' or state.err or type(size) ~= 'number' then return nil end
-  return {head[1], tonumber(head[2]), tonumber(state[1] or '0') or 0, tonumber(state[2] or '0') or 0}
+  return {head[1], lane_number(head[2]), lane_number(state[1]), lane_number(state[2])}
 end
 
 -- Serve v: tails at or below it can no more delay anyone and go; an emptied lane forgets its state.
@@ -108,6 +108,7 @@ local function advance(lane, tails, clock, v, plain)
     redis.call('DEL', tails, clock)
     return
   end
+  v = lane_number(v)
   local exact = string.format('%.17g', v)  -- tostring keeps 14 digits: v would drift past the tags
   redis.call('HSET', clock, 'v', exact)
   if plain then redis.call('HSET', clock, 'plain', string.format('%.17g', plain)) end

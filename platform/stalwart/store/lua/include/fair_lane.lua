@@ -8,17 +8,39 @@ local FAIR_WAKE = 'stalwart:fair-wake'  -- pushed on the plain list to wake an i
 local FAIR_SEQ_CHARS = 16
 local FAIR_MARK = '\0fair:'  -- a lane's list in the delayed sets' registry: '\0fair:<list>'
 
+-- A number read from the lane's keys: anything that is not a finite number (garbage written by
+-- hand, 'nan') counts as 0, so it can neither stop the lane nor lose a job.
+local function lane_number(value)
+  local n = tonumber(value)
+  if n == nil or n ~= n or n == math.huge or n == -math.huge then return 0 end
+  return n
+end
+
 -- Queue payload as the next job of key: start = max(v, tail[key]), tail[key] = start + 1/weight.
--- The first job of an empty lane also wakes a consumer waiting on the (empty) plain list.
+-- The first job of an empty lane also wakes a consumer waiting on the (empty) plain list. A lane
+-- whose keys cannot be used (another type) takes nothing: the job goes to the plain list instead,
+-- so a publish never fails for it. Returns the start tag (-1: queued plainly).
 local function fair_push(lane, tails, clock, list, registry, key, weight, payload)
-  local v = tonumber(redis.call('HGET', clock, 'v') or '0')
-  local start = math.max(v, tonumber(redis.call('ZSCORE', tails, key) or '0'))
-  local was_empty = redis.call('ZCARD', lane) == 0
+  weight = tonumber(weight) or 1
+  if weight ~= weight then weight = 1 end
+  weight = math.min(1000, math.max(0.001, weight))
+  local v = redis.pcall('HGET', clock, 'v')
+  local tail = redis.pcall('ZSCORE', tails, key)
+  local size = redis.pcall('ZCARD', lane)
+  if type(v) == 'table' or type(tail) == 'table' or type(size) ~= 'number' then
+    redis.call('LPUSH', list, payload)
+    return -1
+  end
+  local start = math.max(lane_number(v), lane_number(tail))
+  local seq = redis.pcall('HINCRBY', clock, 'seq', 1)
+  if type(seq) ~= 'number' then  -- a garbled counter starts again (members stay unique by payload)
+    seq = 1
+    redis.call('HSET', clock, 'seq', seq)
+  end
   redis.call('ZADD', tails, start + 1 / weight, key)
-  local seq = redis.call('HINCRBY', clock, 'seq', 1)
   redis.call('ZADD', lane, start, string.format('%016x', seq) .. payload)
   redis.call('SADD', registry, FAIR_MARK .. list)
-  if was_empty then
+  if size == 0 then
     local queued = redis.pcall('LLEN', list)
     if queued == 0 then redis.call('LPUSH', list, FAIR_WAKE) end
   end
