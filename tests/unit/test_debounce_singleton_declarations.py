@@ -59,6 +59,7 @@ def test_a_deadline_is_kept_relative_until_the_redis_clock_makes_it_absolute() -
     _, _, options = decode_call(encode_call((1,), {"n": 2}, stored), 1_000_030_000, 1_000_000_000)
     assert options == {"deadline": 30.0, "queue": "q"}
 
+
 @given(st.text(max_size=300), st.text(max_size=300))
 def test_a_key_part_never_moves_the_hash_tag_and_is_bounded(task: str, key: str) -> None:
     part = key_part(task, key)
