@@ -15,7 +15,6 @@ from stalwart.enqueue.bulk import JobSpec, enqueue_many
 from stalwart.errors import ConfigurationError
 from stalwart.hooks import Hook, Hooks
 from stalwart.job.header import FAIR_HEADER
-from stalwart.policies.singleton import DeadWaiting
 from stalwart.runtime import Runtime
 from stalwart.settings import Settings
 from stalwart.store.enqueue import scoped as scoped_key
@@ -56,7 +55,6 @@ class Stalwart(celery.Celery):
         # metrics) when a worker starts, never when an app or the CLI builds a Stalwart().
         register_steps(self)
         self.task(name=debounce.TRIGGER_TASK, bind=True, ignore_result=True, shared=False)(_fire_debounce)
-        self.stalwart.hooks.add(DeadWaiting(self.stalwart))  # a dead-lettered singleton job stops waiting
 
     def _registered(self, name: str) -> Any:
         """The task registered under ``name`` here, or None (the registry is read when asked)."""

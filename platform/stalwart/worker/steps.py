@@ -21,6 +21,7 @@ from stalwart.ops import logs, sentry
 from stalwart.ops.metrics import MetricsHook
 from stalwart.ops.presence import Presence
 from stalwart.ops.server import Heartbeat, OpsStep
+from stalwart.policies.singleton import DeadWaiting
 from stalwart.policies.switches import SwitchBoard
 from stalwart.runtime import Runtime, runtime_of
 
@@ -44,6 +45,7 @@ def wire(app: celery.Celery, runtime: Runtime) -> None:
     sentry.install(app, runtime)
     runtime.switches = SwitchBoard(lambda: runtime.redis, runtime.keys)
     runtime.hooks.add(MetricsHook())
+    runtime.hooks.add(DeadWaiting(runtime))  # a dead-lettered singleton job stops being its key's waiting one
 
 
 class StalwartStep(bootsteps.StartStopStep):
