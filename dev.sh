@@ -99,7 +99,7 @@ setup_oldest() {
 run_oldest() {
   setup_oldest
   echo "dev.sh: the Celery/kombu seam's tests on the oldest supported pair (${OLDEST_PINS[*]})" >&2
-  "$OLDEST_VENV/bin/python" -m pytest -q "${SEAM_TESTS[@]}"
+  "$OLDEST_VENV/bin/python" -m pytest -q -n 2 --dist loadfile "${SEAM_TESTS[@]}"
 }
 
 lint() {
@@ -112,7 +112,11 @@ lint() {
 run_tests() {
   local lint_rc=0 test_rc=0
   lint || lint_rc=$?
-  "$VENV/bin/python" -m pytest "$@" || test_rc=$?
+  local parallel=()
+  if [ "$#" -eq 0 ]; then  # the whole suite: two pytest processes, one test file each at a time
+    parallel=(-n 2 --dist loadfile)  # the integration tests mostly wait on their workers
+  fi
+  "$VENV/bin/python" -m pytest "${parallel[@]}" "$@" || test_rc=$?
   if [ "$test_rc" -eq 5 ]; then
     echo "dev.sh: pytest collected no tests; that is a failure" >&2
   fi
