@@ -10,7 +10,6 @@ naming the field (at enqueue: nothing is stored or published; the run side turns
 
 from __future__ import annotations
 
-import inspect
 import string
 import uuid
 from collections.abc import Callable
@@ -51,20 +50,5 @@ def field_problem(value: object) -> str | None:
 def render_flow_key(what: str, spec: KeySpec, fun: Callable[..., Any], args: tuple[Any, ...],
                     kwargs: dict[str, Any]) -> str:
     """The key ``spec`` gives for one call; ConfigurationError naming ``what`` and the problem."""
-    if callable(spec):
-        return render_key(what, spec, fun, args, kwargs)  # a non-empty str, or ConfigurationError
-    try:
-        bound = inspect.signature(fun).bind(*args, **kwargs)
-    except TypeError as exc:
-        raise ConfigurationError(f"{what} {spec!r}: the arguments do not fit the task: {exc}") from None
-    bound.apply_defaults()
-    try:
-        key = _Checked(what, spec).vformat(spec, (), dict(bound.arguments))
-    except ConfigurationError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - an argument's own __format__/__getattr__ may raise anything
-        raise ConfigurationError(f"{what} {spec!r} cannot be rendered from the arguments "
-                                 f"{list(bound.arguments)}: {type(exc).__name__}: {exc}") from None
-    if not key:
-        raise ConfigurationError(f"{what} must be a non-empty str, got {key!r}")
-    return key
+    checked = None if callable(spec) else _Checked(what, spec)
+    return render_key(what, spec, fun, args, kwargs, checked)

@@ -37,9 +37,11 @@ def template_fields(template: str, option: str = "idempotency_key") -> list[str]
 
 
 def render_key(what: str, spec: KeySpec, fun: Callable[..., Any], args: tuple[Any, ...],
-               kwargs: dict[str, Any]) -> str:
+               kwargs: dict[str, Any], formatter: string.Formatter | None = None) -> str:
     """The key ``spec`` (a template over ``fun``'s arguments, or a callable of them) gives for one
-    call; ConfigurationError naming ``what`` when it cannot be rendered or is not a non-empty str."""
+    call; ConfigurationError naming ``what`` when it cannot be rendered or is not a non-empty str.
+    ``formatter`` renders a template (one that checks each field's value, say); ``str.format`` by
+    default."""
     if callable(spec):
         try:
             key = spec(*args, **kwargs)
@@ -52,7 +54,9 @@ def render_key(what: str, spec: KeySpec, fun: Callable[..., Any], args: tuple[An
             raise ConfigurationError(f"{what} {spec!r}: the arguments do not fit the task: {exc}") from None
         bound.apply_defaults()
         try:
-            key = spec.format(**bound.arguments)
+            key = (formatter or string.Formatter()).vformat(spec, (), dict(bound.arguments))
+        except ConfigurationError:
+            raise
         except Exception as exc:  # noqa: BLE001 - an argument's own __format__ may raise anything
             raise ConfigurationError(
                 f"{what} {spec!r} cannot be rendered from the arguments "
