@@ -15,7 +15,9 @@ Last line: ``fairness_p95_ratio <stalwart p95 ÷ plain p95>``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,11 +26,10 @@ from typing import Any
 import psutil
 import redis
 
-from bench import fairness_plain_app as plain_app
 from stalwart.app import Stalwart
 from stalwart.dev.embedded import RedisServer
 from stalwart.settings import Settings
-from stalwart.testing import WorkerProcess, wait_until
+from stalwart.testing import REPO_ROOT, WorkerProcess, wait_until
 
 TASK = "bench.fair.job"
 SMALL = "BCDE"
@@ -86,7 +87,8 @@ def run(name: str, env: dict[str, str], app_module: str, send: Callable[[list[tu
 def plain_side(big: int, small: int) -> Side:
     with RedisServer() as server:
         env = {"STALWART_REDIS_URL": server.url}
-        app = plain_app.app
+        sys.path.insert(0, str(REPO_ROOT))  # run as a script: bench/ is importable from the repo root
+        app = importlib.import_module("bench.fairness_plain_app").app
         app.conf.broker_url = server.url  # the worker reads it from its environment
         r = redis.Redis.from_url(server.url)
 
@@ -106,15 +108,18 @@ def stalwart_side(big: int, small: int, task: str = TASK) -> Side:
         app.loader.import_default_modules()
         r = redis.Redis.from_url(server.url)
 
+        lanes: list[str] = []
+
         def send(jobs: list[tuple[str, int]]) -> None:
             if len(jobs) > 100:
                 app.enqueue_many(task, [([tenant, enq], {}) for tenant, enq in jobs])
+                lanes.extend(app.stalwart.delayed.fair_lists())  # listed while jobs wait in them
                 return
             for tenant, enq in jobs:
                 app.send_task(task, [tenant, enq])
 
         side = run("stalwart" if task == TASK else "no-fair", env, "workers.app", send, big, small, r)
-        if task == TASK and not app.stalwart.delayed.fair_lists():
+        if task == TASK and not lanes:
             raise RuntimeError("the fair jobs never used a lane")
         return side
 
