@@ -36,6 +36,8 @@ def test_the_redis_channel_methods_stalwart_overrides_or_calls_keep_their_signat
     assert params(channel._put)[:3] == ["self", "queue", "message"]
     assert params(channel._connparams) == ["self", "asynchronous"]
     assert params(channel._q_for_pri) == ["self", "queue", "pri"]
+    assert params(channel._create_client) == ["self", "asynchronous"]  # stalwart_client: one sync client
+    assert params(channel.conn_or_acquire) == ["self", "client"]  # yields the client it is given
     assert params(virtual.Channel._get_message_priority) == ["self", "message", "reverse"]
     assert params(virtual.Channel._lookup)[:3] == ["self", "exchange", "routing_key"]
     assert params(virtual.Channel.basic_get)[:3] == ["self", "queue", "no_ack"]

@@ -338,7 +338,8 @@ class Channel(RestoringChannel):
             super()._put(queue, message, **kwargs)
             return
         batch = kwargs.pop("_publish_batch", None)
-        with self.conn_or_acquire() as client:  # bulk: in the producer's pipeline (kombu would prefix keys)
+        # bulk: in the producer's pipeline (kombu would prefix keys)
+        with self.conn_or_acquire() as client:
             fair_lanes.publish(client, keys, list_key, json.dumps(message), fair, delay_ms=delay,
                                batch=None if self.global_keyprefix else batch)
 
