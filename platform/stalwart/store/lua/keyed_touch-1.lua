@@ -4,6 +4,7 @@
 --   (log-added, never overflowing) and members rank by activity decayed to a common time
 -- ARGV: rendered key, decay_s, cap (the least active members past it are dropped), ttl_ms
 -- Returns the number of members kept.
+--- @include capped_zset
 local x = clock_s() / tonumber(ARGV[2])
 local old = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
 local score = x
@@ -12,11 +13,4 @@ if old then
   score = hi + math.log(1 + math.exp(lo - hi))
 end
 redis.call('ZADD', KEYS[1], string.format('%.9f', score), ARGV[1])
-local n = redis.call('ZCARD', KEYS[1])
-local cap = tonumber(ARGV[3])
-if n > cap then
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - cap - 1)
-  n = cap
-end
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]))
-return n
+return capped_zset(KEYS[1], tonumber(ARGV[3]), tonumber(ARGV[4]))

@@ -2,14 +2,8 @@
 -- KEYS[1] registry zset: name -> Redis ms it was last registered
 -- ARGV: name, idle_ms (names older than this are dropped), cap (only the newest cap names kept)
 -- Returns the number of names kept.
+--- @include capped_zset
 local now = clock_ms()
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[2])))
-local n = redis.call('ZCARD', KEYS[1])
-local cap = tonumber(ARGV[3])
-if n > cap then
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - cap - 1)
-  n = cap
-end
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
-return n
+return capped_zset(KEYS[1], tonumber(ARGV[3]), tonumber(ARGV[2]))
