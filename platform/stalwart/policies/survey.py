@@ -8,6 +8,7 @@ settings of its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from stalwart.errors import ConfigurationError
@@ -68,14 +69,16 @@ def limit_status(client: Any, keys: Keys, name: str, top: int = TOP_KEYS) -> dic
     return {**(store.status(name, config) or {}), "template": family}
 
 
+def _overview(client: Any, keys: Keys, kind: str, top: int,
+              status: Callable[[Any, Keys, str, int], dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """The status of every name in one registry (``limits`` or ``breakers``) that still has one."""
+    rows = (status(client, keys, name, top) for name in LimitStore(client, keys).names(kind))
+    return [row for row in rows if row is not None]
+
+
 def limits_overview(client: Any, keys: Keys, top: int = TOP_KEYS) -> list[dict[str, Any]]:
     """Every fixed limit and template in use (templates with their busiest keys)."""
-    out = []
-    for name in LimitStore(client, keys).names("limits"):
-        status = limit_status(client, keys, name, top)
-        if status is not None:
-            out.append(status)
-    return out
+    return _overview(client, keys, "limits", top, limit_status)
 
 
 # -- breakers -------------------------------------------------------------------------------------
@@ -112,12 +115,7 @@ def breaker_status(client: Any, keys: Keys, name: str, top: int = TOP_KEYS) -> d
 
 def breakers_overview(client: Any, keys: Keys, top: int = TOP_KEYS) -> list[dict[str, Any]]:
     """Every fixed breaker and template in use (templates with their busiest keys)."""
-    out = []
-    for name in LimitStore(client, keys).names("breakers"):
-        status = breaker_status(client, keys, name, top)
-        if status is not None:
-            out.append(status)
-    return out
+    return _overview(client, keys, "breakers", top, breaker_status)
 
 
 def breaker_admin(client: Any, keys: Keys, name: str, op: AdminOp) -> str:
